@@ -1,0 +1,69 @@
+/*
+ * libqnoise internal: the kernel table. Never installed.
+ * SPDX-License-Identifier: MIT
+ *
+ * One const table per instruction set. The scalar table is always built and is
+ * the oracle the tests hold every other table against. SIMD tables are compiled
+ * in their own static libraries with only their own -m flags.
+ */
+#ifndef QN_KERNELS_KERNELS_H
+#define QN_KERNELS_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <qnoise/common.h>
+
+/*
+ * Nearest centroid by squared L2 distance.
+ * For each row i < n of x (row stride ldx floats, dim floats used), write in
+ * codes[i] the index of the centroid c[j*dim .. j*dim+dim) (j < k) with the
+ * smallest sum_t (x[t] - c[t])^2, the lowest index on exact ties, and, when
+ * dists is not NULL, that smallest squared distance in dists[i].
+ * Preconditions (checked by callers, not here): n >= 1, k >= 1, dim >= 1,
+ * ldx >= dim, no NaN/Inf in x or c. Pointers need no particular alignment.
+ * SIMD twins may sum in another order: their distances agree with scalar to a
+ * relative 1e-5, and a code may differ only where two centroids are that close.
+ */
+typedef void (*qn_k_nearest_l2_fn)(const float *x, size_t n, size_t ldx, const float *c, size_t k,
+                                   size_t dim, uint32_t *codes, float *dists);
+
+typedef struct qn_kernels {
+    qn_isa isa;
+    const char *name;
+    qn_k_nearest_l2_fn nearest_l2;
+} qn_kernels;
+
+/* Kernel entry points, one per ISA (only those built are defined). */
+void qn_k_nearest_l2_scalar(const float *x, size_t n, size_t ldx, const float *c, size_t k,
+                            size_t dim, uint32_t *codes, float *dists);
+void qn_k_nearest_l2_avx2(const float *x, size_t n, size_t ldx, const float *c, size_t k,
+                          size_t dim, uint32_t *codes, float *dists);
+void qn_k_nearest_l2_avx512(const float *x, size_t n, size_t ldx, const float *c, size_t k,
+                            size_t dim, uint32_t *codes, float *dists);
+
+/* CPU features (cpuid + XGETBV), probed on each call: no global state. */
+typedef struct qn_cpu_features {
+    int avx2;   /* AVX2 + FMA + OS saves YMM */
+    int avx512; /* AVX-512 F/BW/VL/DQ + OS saves ZMM and opmask */
+    int vnni;   /* AVX-512 VNNI (for later int8 kernels) */
+} qn_cpu_features;
+
+void qn_cpu_probe(qn_cpu_features *f);
+
+/* The best ISA compiled in and supported by this CPU. */
+qn_isa qn_kernels_best_isa(void);
+
+/*
+ * The table for exactly `isa`, or NULL when that ISA was not compiled in or
+ * this CPU cannot run it.
+ */
+const qn_kernels *qn_kernels_for_isa(qn_isa isa);
+
+/*
+ * The table for the best ISA <= cap that is compiled and runnable; never NULL
+ * (scalar is always there).
+ */
+const qn_kernels *qn_kernels_select(qn_isa cap);
+
+#endif /* QN_KERNELS_KERNELS_H */
