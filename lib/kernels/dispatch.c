@@ -18,6 +18,7 @@ static const qn_kernels qn_kernels_scalar_table = {
     QN_ISA_SCALAR,
     "scalar",
     qn_k_nearest_l2_scalar,
+    qn_k_mask_bits_scalar,
 };
 
 #if QN_HAVE_AVX2_KERNELS
@@ -25,6 +26,7 @@ static const qn_kernels qn_kernels_avx2_table = {
     QN_ISA_AVX2,
     "avx2",
     qn_k_nearest_l2_avx2,
+    qn_k_mask_bits_scalar, /* until the AVX2 twin lands */
 };
 #endif
 
@@ -33,6 +35,7 @@ static const qn_kernels qn_kernels_avx512_table = {
     QN_ISA_AVX512,
     "avx512",
     qn_k_nearest_l2_avx512,
+    qn_k_mask_bits_scalar, /* until the AVX-512 twin lands */
 };
 #endif
 

@@ -28,10 +28,25 @@
 typedef void (*qn_k_nearest_l2_fn)(const float *x, size_t n, size_t ldx, const float *c, size_t k,
                                    size_t dim, uint32_t *codes, float *dists);
 
+/*
+ * Mask bits of the Quant-Noise contract (include/qnoise/rng.h).
+ * For i < count, with b = first_block + i and w = Philox4x32-10 word of block b
+ * (counter {lo32(b>>2), hi32(b>>2), lo32(step), hi32(step)}, key layer_key,
+ * lane b & 3), bit i of `bits` (bit i%64 of bits[i/64], LSB first) is set iff
+ * (w >> 8) < threshold24, where threshold24 = ceil(p * 2^24) in [0, 2^24].
+ * Whole words are written: bits past `count` in the last word are zero.
+ * Returns the number of set bits. Integer-only, so every ISA must match the
+ * scalar kernel bit for bit. first_block has no alignment requirement.
+ */
+typedef uint64_t (*qn_k_mask_bits_fn)(const uint32_t layer_key[2], uint64_t step,
+                                      uint64_t first_block, size_t count, uint32_t threshold24,
+                                      uint64_t *bits);
+
 typedef struct qn_kernels {
     qn_isa isa;
     const char *name;
     qn_k_nearest_l2_fn nearest_l2;
+    qn_k_mask_bits_fn mask_bits;
 } qn_kernels;
 
 /* Kernel entry points, one per ISA (only those built are defined). */
@@ -41,6 +56,13 @@ void qn_k_nearest_l2_avx2(const float *x, size_t n, size_t ldx, const float *c, 
                           size_t dim, uint32_t *codes, float *dists);
 void qn_k_nearest_l2_avx512(const float *x, size_t n, size_t ldx, const float *c, size_t k,
                             size_t dim, uint32_t *codes, float *dists);
+
+uint64_t qn_k_mask_bits_scalar(const uint32_t layer_key[2], uint64_t step, uint64_t first_block,
+                              size_t count, uint32_t threshold24, uint64_t *bits);
+uint64_t qn_k_mask_bits_avx2(const uint32_t layer_key[2], uint64_t step, uint64_t first_block,
+                            size_t count, uint32_t threshold24, uint64_t *bits);
+uint64_t qn_k_mask_bits_avx512(const uint32_t layer_key[2], uint64_t step, uint64_t first_block,
+                              size_t count, uint32_t threshold24, uint64_t *bits);
 
 /* CPU features (cpuid + XGETBV), probed on each call: no global state. */
 typedef struct qn_cpu_features {
