@@ -26,7 +26,7 @@ static const qn_kernels qn_kernels_avx2_table = {
     QN_ISA_AVX2,
     "avx2",
     qn_k_nearest_l2_avx2,
-    qn_k_mask_bits_scalar, /* until the AVX2 twin lands */
+    qn_k_mask_bits_avx2,
 };
 #endif
 
@@ -35,7 +35,7 @@ static const qn_kernels qn_kernels_avx512_table = {
     QN_ISA_AVX512,
     "avx512",
     qn_k_nearest_l2_avx512,
-    qn_k_mask_bits_scalar, /* until the AVX-512 twin lands */
+    qn_k_mask_bits_avx512,
 };
 #endif
 
