@@ -36,8 +36,10 @@ extern "C" {
 #define QN_VERSION_NUMBER (QN_VERSION_MAJOR * 10000 + QN_VERSION_MINOR * 100 + QN_VERSION_PATCH)
 
 /**
- * Result of every fallible call. Values are pinned and only ever appended;
- * on any error the outputs of the call are left untouched.
+ * Result of every fallible call. Values are pinned and only ever appended.
+ * On any error the outputs of the call (buffers, counts, the caller's weights
+ * and gradients) are left untouched, with one exception: a create function
+ * sets its handle out-parameter *out to NULL, so no stale handle survives.
  */
 typedef enum qn_status {
     QN_OK = 0,                   /**< success */

@@ -9,6 +9,8 @@
 
 #include <qnoise/common.h>
 #include <qnoise/kernels.h>
+#include <qnoise/layer.h>
+#include <qnoise/quant.h>
 #include <qnoise/rng.h>
 
 #endif /* QNOISE_QNOISE_H */

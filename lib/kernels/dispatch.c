@@ -19,6 +19,7 @@ static const qn_kernels qn_kernels_scalar_table = {
     "scalar",
     qn_k_nearest_l2_scalar,
     qn_k_mask_bits_scalar,
+    qn_k_block_scale_scalar,
 };
 
 #if QN_HAVE_AVX2_KERNELS
@@ -27,6 +28,7 @@ static const qn_kernels qn_kernels_avx2_table = {
     "avx2",
     qn_k_nearest_l2_avx2,
     qn_k_mask_bits_avx2,
+    qn_k_block_scale_avx2,
 };
 #endif
 
@@ -36,6 +38,7 @@ static const qn_kernels qn_kernels_avx512_table = {
     "avx512",
     qn_k_nearest_l2_avx512,
     qn_k_mask_bits_avx512,
+    qn_k_block_scale_avx512,
 };
 #endif
 

@@ -42,11 +42,25 @@ typedef uint64_t (*qn_k_mask_bits_fn)(const uint32_t layer_key[2], uint64_t step
                                       uint64_t first_block, size_t count, uint32_t threshold24,
                                       uint64_t *bits);
 
+/*
+ * Block-scaled copy or accumulate, the streaming pass of the noise:
+ * for block i < nblocks (elements src[i*bs .. i*bs+bs)), with bit = bit
+ * first_bit + i of `bits` (LSB-first 64-bit words) and f = bit ? noised : kept,
+ *   accumulate == 0:  dst[e] = f == 0 ? 0 : src[e] * f
+ *   accumulate != 0:  dst[e] = f == 0 ? dst[e] : dst[e] + src[e] * f   (no FMA)
+ * One multiply and one add per element in the same order on every ISA, so all
+ * twins are bit-exact with scalar. src and dst do not overlap.
+ */
+typedef void (*qn_k_block_scale_fn)(const float *src, float *dst, size_t nblocks, size_t bs,
+                                    const uint64_t *bits, uint64_t first_bit, float kept,
+                                    float noised, int accumulate);
+
 typedef struct qn_kernels {
     qn_isa isa;
     const char *name;
     qn_k_nearest_l2_fn nearest_l2;
     qn_k_mask_bits_fn mask_bits;
+    qn_k_block_scale_fn block_scale;
 } qn_kernels;
 
 /* Kernel entry points, one per ISA (only those built are defined). */
@@ -63,6 +77,13 @@ uint64_t qn_k_mask_bits_avx2(const uint32_t layer_key[2], uint64_t step, uint64_
                             size_t count, uint32_t threshold24, uint64_t *bits);
 uint64_t qn_k_mask_bits_avx512(const uint32_t layer_key[2], uint64_t step, uint64_t first_block,
                               size_t count, uint32_t threshold24, uint64_t *bits);
+
+void qn_k_block_scale_scalar(const float *src, float *dst, size_t nblocks, size_t bs, const uint64_t *bits,
+                             uint64_t first_bit, float kept, float noised, int accumulate);
+void qn_k_block_scale_avx2(const float *src, float *dst, size_t nblocks, size_t bs, const uint64_t *bits,
+                           uint64_t first_bit, float kept, float noised, int accumulate);
+void qn_k_block_scale_avx512(const float *src, float *dst, size_t nblocks, size_t bs, const uint64_t *bits,
+                             uint64_t first_bit, float kept, float noised, int accumulate);
 
 /* CPU features (cpuid + XGETBV), probed on each call: no global state. */
 typedef struct qn_cpu_features {

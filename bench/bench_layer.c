@@ -1,0 +1,194 @@
+/*
+ * Quant-Noise training overhead, side by side with plain OpenBLAS in one process.
+ * SPDX-License-Identifier: MIT
+ *
+ * For each shape (Linear out x in, batch) and thread count it times:
+ *   plain fwd      cblas_sgemm  y = x W^T                         (the anchor)
+ *   plain fwd+bwd  the three GEMMs: y = x W^T, dx = dy W, dW += dy^T x
+ *   noisy fwd      qn_layer_forward_noisy  (proxy, p = 0.1, block 8)
+ *   noisy fwd+bwd  qn_layer_forward_noisy + qn_layer_backward (dx, dW, db)
+ * and prints the ratios noisy/plain. It also measures the noise pass alone
+ * (noisy minus plain forward at batch 1, i.e. drawing the mask and writing
+ * W_eff: one read and one write of W) against the copy bandwidth of a
+ * W-sized buffer measured in the same run.
+ *
+ * usage: bench_layer [--quick]     (--quick: fewer repetitions, for CI smoke runs)
+ */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <qnoise/qnoise.h>
+
+extern void openblas_set_num_threads(int num_threads);
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void fill(float *v, size_t n, uint64_t seed)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        v[i] = (float)((double)(seed >> 40) / 16777216.0 - 0.5);
+    }
+}
+
+static void *xalloc(size_t bytes)
+{
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes) != 0) {
+        fprintf(stderr, "out of memory (%zu bytes)\n", bytes);
+        exit(1);
+    }
+    memset(p, 0, bytes);
+    return p;
+}
+
+/* median of reps timings of fn */
+#define TIME_MEDIAN(reps, out, body)                                                                                   \
+    do {                                                                                                               \
+        double ts_[64];                                                                                                \
+        int r_, a_, b_;                                                                                                \
+        for (r_ = 0; r_ < (reps); r_++) {                                                                              \
+            double t0_ = now();                                                                                        \
+            body;                                                                                                      \
+            ts_[r_] = now() - t0_;                                                                                     \
+        }                                                                                                              \
+        for (a_ = 1; a_ < (reps); a_++)                                                                                \
+            for (b_ = a_; b_ > 0 && ts_[b_ - 1] > ts_[b_]; b_--) {                                                     \
+                double t_ = ts_[b_];                                                                                   \
+                ts_[b_] = ts_[b_ - 1];                                                                                 \
+                ts_[b_ - 1] = t_;                                                                                      \
+            }                                                                                                          \
+        (out) = ts_[(reps) / 2];                                                                                       \
+    } while (0)
+
+static int check(qn_status st, const char *what)
+{
+    if (st != QN_OK) {
+        fprintf(stderr, "%s: %s\n", what, qn_status_str(st));
+        exit(1);
+    }
+    return 0;
+}
+
+static void run_shape(qn_context *ctx, int out, int in, int batch, int threads, int reps)
+{
+    size_t wn = (size_t)out * in;
+    float *w = xalloc(wn * sizeof(float)), *dw = xalloc(wn * sizeof(float));
+    float *b = xalloc((size_t)out * sizeof(float)), *db = xalloc((size_t)out * sizeof(float));
+    float *x = xalloc((size_t)batch * in * sizeof(float)), *dx = xalloc((size_t)batch * in * sizeof(float));
+    float *y = xalloc((size_t)batch * out * sizeof(float)), *dy = xalloc((size_t)batch * out * sizeof(float));
+    qn_layer *l = NULL;
+    void *ws;
+    size_t wsb;
+    double t_pf, t_pfb, t_nf, t_nfb;
+    uint64_t step = 0;
+
+    fill(w, wn, 1);
+    fill(x, (size_t)batch * in, 2);
+    fill(dy, (size_t)batch * out, 3);
+    check(qn_layer_create_linear(ctx, (size_t)in, (size_t)out, &l), "create");
+    check(qn_layer_bind(l, w, b), "bind");
+    check(qn_layer_set_noise(l, QN_NOISE_PROXY, 0.1f, 8), "noise");
+    check(qn_layer_set_seed(l, 7, 0), "seed");
+    check(qn_layer_workspace_size(l, (size_t)batch, &wsb), "workspace size");
+    ws = xalloc(wsb);
+    check(qn_layer_set_workspace(l, ws, wsb), "workspace");
+
+    /* warm-up */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+    check(qn_layer_forward_noisy(l, (size_t)batch, x, y, step), "forward_noisy");
+
+    TIME_MEDIAN(reps, t_pf,
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, out, in, 1.0f, x, in, w, in, 0.0f, y, out));
+    TIME_MEDIAN(reps, t_pfb, {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, batch, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, batch, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, batch, 1.0f, dy, out, x, in, 1.0f, dw, in);
+    });
+    TIME_MEDIAN(reps, t_nf, check(qn_layer_forward_noisy(l, (size_t)batch, x, y, ++step), "forward_noisy"));
+    TIME_MEDIAN(reps, t_nfb, {
+        ++step;
+        check(qn_layer_forward_noisy(l, (size_t)batch, x, y, step), "forward_noisy");
+        check(qn_layer_backward(l, (size_t)batch, x, dy, dx, dw, db, step), "backward");
+    });
+    printf("%5d x %-5d batch %4d  %d thr | fwd plain %8.2f ms noisy %8.2f ms  x%.3f | fwd+bwd plain %8.2f ms "
+           "noisy %8.2f ms  x%.3f\n",
+           out, in, batch, threads, 1e3 * t_pf, 1e3 * t_nf, t_nf / t_pf, 1e3 * t_pfb, 1e3 * t_nfb, t_nfb / t_pfb);
+    qn_layer_destroy(l);
+    free(ws);
+    free(w);
+    free(dw);
+    free(b);
+    free(db);
+    free(x);
+    free(dx);
+    free(y);
+    free(dy);
+}
+
+/* The noise pass alone: noisy minus plain forward at batch 1, against the copy bandwidth. */
+static void run_noise_pass(qn_context *ctx, int out, int in, int reps)
+{
+    size_t wn = (size_t)out * in, bytes = wn * sizeof(float);
+    float *w = xalloc(bytes), *copy = xalloc(bytes), *x = xalloc((size_t)in * sizeof(float));
+    float *y = xalloc((size_t)out * sizeof(float));
+    qn_layer *l = NULL;
+    double t_copy, t_plain, t_noisy, pass, bw_copy, bw_pass;
+    uint64_t step = 0;
+    fill(w, wn, 5);
+    fill(x, (size_t)in, 6);
+    memcpy(copy, w, bytes);
+    check(qn_layer_create_linear(ctx, (size_t)in, (size_t)out, &l), "create");
+    check(qn_layer_bind(l, w, NULL), "bind");
+    check(qn_layer_set_noise(l, QN_NOISE_PROXY, 0.1f, 8), "noise");
+    check(qn_layer_forward_noisy(l, 1, x, y, step), "warm-up");
+    TIME_MEDIAN(reps, t_copy, memcpy(copy, w, bytes));
+    TIME_MEDIAN(reps, t_plain, check(qn_layer_forward(l, 1, x, y), "forward"));
+    TIME_MEDIAN(reps, t_noisy, check(qn_layer_forward_noisy(l, 1, x, y, ++step), "forward_noisy"));
+    pass = t_noisy - t_plain;
+    bw_copy = 2.0 * (double)bytes / t_copy / 1e9;
+    bw_pass = 2.0 * (double)bytes / pass / 1e9;
+    printf("noise pass %d x %d (read W + write W_eff, %.0f MiB each): %.2f ms = %.1f GB/s; copy of W: %.2f ms = "
+           "%.1f GB/s; pass reaches %.0f%% of copy bandwidth\n",
+           out, in, (double)bytes / 1048576.0, 1e3 * pass, bw_pass, 1e3 * t_copy, bw_copy, 100.0 * bw_pass / bw_copy);
+    qn_layer_destroy(l);
+    free(w);
+    free(copy);
+    free(x);
+    free(y);
+}
+
+int main(int argc, char **argv)
+{
+    int quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+    int reps = quick ? 3 : 9, t;
+    qn_context *ctx = NULL;
+    qn_isa isa;
+    check(qn_context_create(&ctx), "context");
+    qn_context_get_isa(ctx, &isa);
+    printf("libqnoise %s, kernels %s; Linear proxy noise p = 0.1, block 8; medians of %d runs\n", qn_version(),
+           qn_isa_name(isa), reps);
+    for (t = 1; t <= 2; t++) {
+        openblas_set_num_threads(t);
+        if (quick) {
+            run_shape(ctx, 1024, 1024, 32, t, reps);
+            continue;
+        }
+        run_shape(ctx, 4096, 4096, 64, t, reps);
+        run_shape(ctx, 4096, 4096, 512, t, reps);
+        run_shape(ctx, 1024, 1024, 32, t, reps);
+    }
+    openblas_set_num_threads(1);
+    run_noise_pass(ctx, quick ? 1024 : 4096, quick ? 1024 : 4096, reps);
+    qn_context_destroy(ctx);
+    return 0;
+}
