@@ -7,7 +7,9 @@
  *   plain fwd+bwd  the three GEMMs: y = x W^T, dx = dy W, dW += dy^T x
  *   noisy fwd      qn_layer_forward_noisy  (proxy, p = 0.1, block 8)
  *   noisy fwd+bwd  qn_layer_forward_noisy + qn_layer_backward (dx, dW, db)
- * and prints the ratios noisy/plain. It also measures the noise pass alone
+ * and prints the ratios noisy/plain. "N thr" sets both OpenBLAS's threads and
+ * the library's (qn_context_set_threads); run it through bench/run.sh, which
+ * sets OMP_WAIT_POLICY=passive so idle OpenMP threads do not spin against BLAS. It also measures the noise pass alone
  * (noisy minus plain forward at batch 1, i.e. drawing the mask and writing
  * W_eff: one read and one write of W) against the copy bandwidth of a
  * W-sized buffer measured in the same run.
@@ -15,6 +17,7 @@
  * usage: bench_layer [--quick]     (--quick: fewer repetitions, for CI smoke runs)
  */
 #include <cblas.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +26,7 @@
 #include <qnoise/qnoise.h>
 
 extern void openblas_set_num_threads(int num_threads);
+extern char *openblas_get_corename(void);
 
 static double now(void)
 {
@@ -135,8 +139,32 @@ static void run_shape(qn_context *ctx, int out, int in, int batch, int threads, 
     free(dy);
 }
 
+typedef struct copy_job {
+    const char *src;
+    char *dst;
+    size_t bytes;
+} copy_job;
+
+static void *copy_part(void *arg)
+{
+    copy_job *j = (copy_job *)arg;
+    memcpy(j->dst, j->src, j->bytes);
+    return NULL;
+}
+
+/* memcpy of `bytes` split over two threads */
+static void copy2(const void *src, void *dst, size_t bytes)
+{
+    pthread_t th;
+    copy_job a = {(const char *)src, (char *)dst, bytes / 2};
+    copy_job b = {(const char *)src + bytes / 2, (char *)dst + bytes / 2, bytes - bytes / 2};
+    pthread_create(&th, NULL, copy_part, &a);
+    copy_part(&b);
+    pthread_join(th, NULL);
+}
+
 /* The noise pass alone: noisy minus plain forward at batch 1, against the copy bandwidth. */
-static void run_noise_pass(qn_context *ctx, int out, int in, int reps)
+static void run_noise_pass(qn_context *ctx, int out, int in, int reps, int threads)
 {
     size_t wn = (size_t)out * in, bytes = wn * sizeof(float);
     float *w = xalloc(bytes), *copy = xalloc(bytes), *x = xalloc((size_t)in * sizeof(float));
@@ -151,15 +179,21 @@ static void run_noise_pass(qn_context *ctx, int out, int in, int reps)
     check(qn_layer_bind(l, w, NULL), "bind");
     check(qn_layer_set_noise(l, QN_NOISE_PROXY, 0.1f, 8), "noise");
     check(qn_layer_forward_noisy(l, 1, x, y, step), "warm-up");
-    TIME_MEDIAN(reps, t_copy, memcpy(copy, w, bytes));
+    openblas_set_num_threads(threads);
+    qn_context_set_threads(ctx, (unsigned)threads);
+    if (threads > 1)
+        TIME_MEDIAN(reps, t_copy, copy2(w, copy, bytes));
+    else
+        TIME_MEDIAN(reps, t_copy, memcpy(copy, w, bytes));
     TIME_MEDIAN(reps, t_plain, check(qn_layer_forward(l, 1, x, y), "forward"));
     TIME_MEDIAN(reps, t_noisy, check(qn_layer_forward_noisy(l, 1, x, y, ++step), "forward_noisy"));
     pass = t_noisy - t_plain;
     bw_copy = 2.0 * (double)bytes / t_copy / 1e9;
     bw_pass = 2.0 * (double)bytes / pass / 1e9;
-    printf("noise pass %d x %d (read W + write W_eff, %.0f MiB each): %.2f ms = %.1f GB/s; copy of W: %.2f ms = "
-           "%.1f GB/s; pass reaches %.0f%% of copy bandwidth\n",
-           out, in, (double)bytes / 1048576.0, 1e3 * pass, bw_pass, 1e3 * t_copy, bw_copy, 100.0 * bw_pass / bw_copy);
+    printf("noise pass %d x %d, %d thr (read W + write W_eff, %.0f MiB each): %.2f ms = %.1f GB/s; copy of W: "
+           "%.2f ms = %.1f GB/s; pass reaches %.0f%% of the copy bandwidth\n",
+           out, in, threads, (double)bytes / 1048576.0, 1e3 * pass, bw_pass, 1e3 * t_copy, bw_copy,
+           100.0 * bw_pass / bw_copy);
     qn_layer_destroy(l);
     free(w);
     free(copy);
@@ -173,12 +207,14 @@ int main(int argc, char **argv)
     int reps = quick ? 3 : 9, t;
     qn_context *ctx = NULL;
     qn_isa isa;
+    setvbuf(stdout, NULL, _IOLBF, 0);
     check(qn_context_create(&ctx), "context");
     qn_context_get_isa(ctx, &isa);
-    printf("libqnoise %s, kernels %s; Linear proxy noise p = 0.1, block 8; medians of %d runs\n", qn_version(),
-           qn_isa_name(isa), reps);
+    printf("libqnoise %s, kernels %s; OpenBLAS core %s; Linear proxy noise p = 0.1, block 8; medians of %d runs\n",
+           qn_version(), qn_isa_name(isa), openblas_get_corename(), reps);
     for (t = 1; t <= 2; t++) {
         openblas_set_num_threads(t);
+        qn_context_set_threads(ctx, (unsigned)t);
         if (quick) {
             run_shape(ctx, 1024, 1024, 32, t, reps);
             continue;
@@ -187,8 +223,8 @@ int main(int argc, char **argv)
         run_shape(ctx, 4096, 4096, 512, t, reps);
         run_shape(ctx, 1024, 1024, 32, t, reps);
     }
-    openblas_set_num_threads(1);
-    run_noise_pass(ctx, quick ? 1024 : 4096, quick ? 1024 : 4096, reps);
+    for (t = 1; t <= 2; t++)
+        run_noise_pass(ctx, quick ? 1024 : 4096, quick ? 1024 : 4096, reps, t);
     qn_context_destroy(ctx);
     return 0;
 }

@@ -2221,6 +2221,74 @@ START_TEST(bad_calls_leave_outputs_untouched)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------------------------ */
+/* thread counts                                                                               */
+
+/* Masks, noisy outputs and gradients are identical with 1, 2 and "all" library threads (the
+ * layer is large enough, 131072 blocks, for the parallel passes to engage). */
+START_TEST(same_results_at_any_thread_count)
+{
+    const size_t in = 1024, out = 512, batch = 3, nw = in * out;
+    const unsigned settings[3] = {1, 2, 0};
+    float *W = malloc(nw * sizeof(float)), *x = malloc(batch * in * sizeof(float));
+    float *dy = malloc(batch * out * sizeof(float));
+    float *y[3], *dW[3], *dx[3];
+    uint8_t *mask[3];
+    size_t nbytes = 0, i;
+    int t;
+    uint64_t st = 1;
+    for (i = 0; i < nw; i++)
+        W[i] = (float)((st = st * 6364136223846793005ull + 1442695040888963407ull) >> 40) / 16777216.0f - 0.5f;
+    for (i = 0; i < batch * in; i++)
+        x[i] = (float)(i % 17) * 0.0625f - 0.5f;
+    for (i = 0; i < batch * out; i++)
+        dy[i] = (float)(i % 11) * 0.125f - 0.6f;
+    for (t = 0; t < 3; t++) {
+        qn_context *ctx = new_ctx();
+        qn_layer *l = NULL;
+        unsigned got = 99;
+        ck_assert_int_eq(qn_context_set_threads(ctx, settings[t]), QN_OK);
+        ck_assert_int_eq(qn_context_get_threads(ctx, &got), QN_OK);
+        ck_assert_uint_eq(got, settings[t]);
+        ck_assert_int_eq(qn_layer_create_linear(ctx, in, out, &l), QN_OK);
+        ck_assert_int_eq(qn_layer_bind(l, W, NULL), QN_OK);
+        ck_assert_int_eq(qn_layer_set_noise(l, QN_NOISE_PROXY, 0.2f, 4), QN_OK);
+        ck_assert_int_eq(qn_layer_set_seed(l, 11, 5), QN_OK);
+        ck_assert_int_eq(qn_layer_mask_size(l, NULL, &nbytes), QN_OK);
+        mask[t] = malloc(nbytes);
+        y[t] = malloc(batch * out * sizeof(float));
+        dW[t] = calloc(nw, sizeof(float));
+        dx[t] = malloc(batch * in * sizeof(float));
+        ck_assert_int_eq(qn_layer_export_mask(l, 42, mask[t], nbytes, NULL), QN_OK);
+        ck_assert_int_eq(qn_layer_forward_noisy(l, batch, x, y[t], 42), QN_OK);
+        ck_assert_int_eq(qn_layer_backward(l, batch, x, dy, dx[t], dW[t], NULL, 42), QN_OK);
+        if (t > 0) {
+            ck_assert(memcmp(mask[t], mask[0], nbytes) == 0);
+            ck_assert(memcmp(y[t], y[0], batch * out * sizeof(float)) == 0);
+            ck_assert(memcmp(dx[t], dx[0], batch * in * sizeof(float)) == 0);
+            ck_assert(memcmp(dW[t], dW[0], nw * sizeof(float)) == 0);
+        }
+        qn_layer_destroy(l);
+        qn_context_destroy(ctx);
+    }
+    {
+        qn_context *ctx = new_ctx();
+        ck_assert_int_eq(qn_context_set_threads(ctx, 100000), QN_ERR_INVALID_ARG);
+        ck_assert_int_eq(qn_context_set_threads(NULL, 1), QN_ERR_INVALID_ARG);
+        qn_context_destroy(ctx);
+    }
+    for (t = 0; t < 3; t++) {
+        free(mask[t]);
+        free(y[t]);
+        free(dW[t]);
+        free(dx[t]);
+    }
+    free(W);
+    free(x);
+    free(dy);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("layer");
@@ -2259,6 +2327,7 @@ int main(void)
     suite_add_tcase(s, tl);
     suite_add_tcase(s, tc);
     suite_add_tcase(s, te);
+    tcase_add_test(tm, same_results_at_any_thread_count);
     suite_add_tcase(s, tm);
     suite_add_tcase(s, tg);
     suite_add_tcase(s, tn);

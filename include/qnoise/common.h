@@ -139,6 +139,19 @@ QN_API qn_status qn_context_set_progress(qn_context *ctx, qn_progress_fn progres
 /** Cap the kernels of this context at @p isa (also capped by the CPU and QN_ISA). */
 QN_API qn_status qn_context_set_isa_cap(qn_context *ctx, qn_isa isa);
 
+/**
+ * Threads the library may use inside one call (streaming noise passes, and
+ * later k-means and compression) when built with OpenMP: 1 (the default)
+ * never starts a thread, 0 means OpenMP's default (all cores). BLAS threads
+ * are not affected: they remain the application's setting. With several
+ * library threads and a multi-threaded BLAS, set OMP_WAIT_POLICY=passive so
+ * idle OpenMP threads do not spin against the BLAS threads.
+ */
+QN_API qn_status qn_context_set_threads(qn_context *ctx, unsigned threads);
+
+/** The thread setting of @p ctx (see qn_context_set_threads) in @p out. */
+QN_API qn_status qn_context_get_threads(const qn_context *ctx, unsigned *out);
+
 /** The instruction-set level of the kernels this context uses, in @p out. */
 QN_API qn_status qn_context_get_isa(const qn_context *ctx, qn_isa *out);
 

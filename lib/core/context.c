@@ -8,6 +8,11 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "qn_config.h"
+
+#if QN_HAVE_OPENMP
+#include <omp.h>
+#endif
 
 static void *qn_default_alloc(void *user, size_t size, size_t alignment)
 {
@@ -129,6 +134,7 @@ QN_API qn_status qn_context_create_ex(qn_alloc_fn alloc, qn_free_fn free_fn, voi
     tmp.progress = progress;
     tmp.progress_user = progress_user;
     tmp.isa_cap = isa_cap;
+    tmp.threads = 1;
     tmp.env_cap = QN_ISA_AVX512;
     env = getenv("QN_ISA");
     if (env && *env) {
@@ -199,4 +205,38 @@ QN_API qn_status qn_context_get_isa(const qn_context *ctx, qn_isa *out)
         return QN_ERR_INVALID_ARG;
     *out = ctx->k->isa;
     return QN_OK;
+}
+
+QN_API qn_status qn_context_set_threads(qn_context *ctx, unsigned threads)
+{
+    if (!ctx)
+        return QN_ERR_INVALID_ARG;
+    if (threads > 4096)
+        return qn_fail(ctx, QN_ERR_INVALID_ARG, "qn_context_set_threads: %u threads is not plausible", threads);
+#if !QN_HAVE_OPENMP
+    if (threads != 1)
+        qn_log(ctx, QN_LOG_WARN, "qn_context_set_threads: built without OpenMP, calls stay single-threaded");
+#endif
+    ctx->threads = threads;
+    return QN_OK;
+}
+
+QN_API qn_status qn_context_get_threads(const qn_context *ctx, unsigned *out)
+{
+    if (!ctx || !out)
+        return QN_ERR_INVALID_ARG;
+    *out = ctx->threads;
+    return QN_OK;
+}
+
+int qn_threads(const qn_context *ctx)
+{
+#if QN_HAVE_OPENMP
+    if (ctx->threads == 0)
+        return omp_get_max_threads();
+    return (int)ctx->threads;
+#else
+    (void)ctx;
+    return 1;
+#endif
 }

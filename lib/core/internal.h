@@ -33,6 +33,7 @@ struct qn_context {
     qn_isa isa_cap;     /* what the caller asked for */
     qn_isa env_cap;     /* QN_ISA at creation, or QN_ISA_AVX512 when unset */
     const qn_kernels *k; /* the table in use: best of min(cpu, env_cap, isa_cap) */
+    unsigned threads;    /* library threads per call: 1 default, 0 = OpenMP default */
 };
 
 /* Deliver a message at `level` through the context's log callback, if any. */
@@ -45,6 +46,9 @@ qn_status qn_fail(const qn_context *ctx, qn_status st, const char *fmt, ...) QN_
 void *qn_malloc(const qn_context *ctx, size_t size);
 void *qn_calloc(const qn_context *ctx, size_t count, size_t size);
 void qn_free(const qn_context *ctx, void *ptr);
+
+/* Threads a parallel region of the library may use (>= 1). */
+int qn_threads(const qn_context *ctx);
 
 /* Report progress; returns QN_ERR_CANCELLED when the callback asks to stop. */
 qn_status qn_progress(const qn_context *ctx, const char *what, uint64_t done, uint64_t total);

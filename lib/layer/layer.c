@@ -22,10 +22,17 @@
 #include <qnoise/rng.h>
 
 #include "layer/layer_internal.h"
+#include "qn_config.h"
+
+#if QN_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+/* Streaming passes split across OpenMP threads above this many blocks (a chunk is a multiple of 64). */
+#define QN_PAR_MIN_BLOCKS ((size_t)1 << 16)
+#define QN_PAR_CHUNK_BLOCKS ((size_t)1 << 14)
 
 #define QN_ALIGN_UP(x) (((x) + (QN_ALIGN - 1)) & ~(size_t)(QN_ALIGN - 1))
-/* Linear backward computes dy^T x in row panels of about this many floats. */
-#define QN_PANEL_FLOATS ((size_t)1 << 18)
 
 /* ---------------------------------------------------------------------------------------------- */
 /* creation, settings                                                                             */
@@ -404,7 +411,7 @@ QN_API qn_status qn_layer_set_pq_noise(qn_layer *layer, size_t n_centroids, unsi
 /* workspace                                                                                      */
 
 typedef struct qn_ws_layout {
-    size_t weff, mask, scratch, total; /* byte offsets; scratch = panel / cols / grad buffer */
+    size_t weff, mask, scratch, total; /* byte offsets; scratch = im2col columns / grad buffer */
     size_t scratch_bytes;
 } qn_ws_layout;
 
@@ -413,7 +420,7 @@ static int qn_layer_needs_weff(const qn_layer *l)
     return l->kind != QN_LAYER_EMBEDDING && l->noise != QN_NOISE_NONE && l->p > 0.0f;
 }
 
-static qn_status qn_layer_layout(const qn_layer *l, qn_ws_layout *lay)
+static qn_status qn_layer_layout(const qn_layer *l, size_t batch, qn_ws_layout *lay)
 {
     size_t wbytes = l->rows * l->cols * sizeof(float); /* checked at creation */
     size_t nbr = l->cols / l->bs;
@@ -422,15 +429,9 @@ static qn_status qn_layer_layout(const qn_layer *l, qn_ws_layout *lay)
     size_t scratch = 0, t;
     memset(lay, 0, sizeof *lay);
     switch (l->kind) {
-    case QN_LAYER_LINEAR: {
-        size_t prow = QN_PANEL_FLOATS / l->cols;
-        if (prow < 8)
-            prow = 8;
-        if (prow > l->rows)
-            prow = l->rows;
-        scratch = prow * l->cols * sizeof(float);
+    case QN_LAYER_LINEAR:
+        scratch = 0; /* the noisy backward saves blocks into the W_eff region */
         break;
-    }
     case QN_LAYER_CONV2D:
         if (l->ih == 0)
             return qn_fail(l->ctx, QN_ERR_NOT_TRAINED, "conv2d layer: call qn_layer_set_input_size first");
@@ -450,6 +451,7 @@ static qn_status qn_layer_layout(const qn_layer *l, qn_ws_layout *lay)
     lay->scratch = t;
     lay->scratch_bytes = scratch;
     t += QN_ALIGN_UP(scratch);
+    (void)batch; /* nothing scales with the batch today; kept for the contract */
     lay->total = t ? t : QN_ALIGN;
     return QN_OK;
 }
@@ -460,8 +462,7 @@ QN_API qn_status qn_layer_workspace_size(const qn_layer *layer, size_t batch, si
     qn_status st;
     if (!layer || !bytes)
         return QN_ERR_INVALID_ARG;
-    (void)batch; /* nothing scales with the batch today; kept for the contract */
-    st = qn_layer_layout(layer, &lay);
+    st = qn_layer_layout(layer, batch, &lay);
     if (st != QN_OK)
         return st;
     *bytes = lay.total;
@@ -591,9 +592,30 @@ static uint32_t qn_threshold24(float p)
     return (uint32_t)ceilf(p * 16777216.0f);
 }
 
+/*
+ * The whole mask of `step`. Large masks are cut into chunks of whole 64-bit
+ * words sampled by several threads: each bit depends only on its block index,
+ * so the result is the same at any thread count.
+ */
 static size_t qn_layer_sample_mask(const qn_layer *l, uint64_t step, uint64_t *bits)
 {
-    return (size_t)l->ctx->k->mask_bits(l->key, step, 0, l->nblocks, qn_threshold24(l->p), bits);
+    uint32_t thr = qn_threshold24(l->p);
+    const qn_kernels *k = l->ctx->k;
+    size_t n = l->nblocks, nchunks = (n + QN_PAR_CHUNK_BLOCKS - 1) / QN_PAR_CHUNK_BLOCKS;
+    uint64_t set = 0;
+    long c;
+    int nt = qn_threads(l->ctx);
+    if (n < QN_PAR_MIN_BLOCKS || nt == 1)
+        return (size_t)k->mask_bits(l->key, step, 0, n, thr, bits);
+#if QN_HAVE_OPENMP
+#pragma omp parallel for schedule(static) reduction(+ : set) num_threads(nt) if (nt > 1)
+#endif
+    for (c = 0; c < (long)nchunks; c++) {
+        size_t first = (size_t)c * QN_PAR_CHUNK_BLOCKS;
+        size_t count = n - first < QN_PAR_CHUNK_BLOCKS ? n - first : QN_PAR_CHUNK_BLOCKS;
+        set += k->mask_bits(l->key, step, first, count, thr, bits + first / 64);
+    }
+    return (size_t)set;
 }
 
 static int qn_bit(const uint64_t *bits, size_t b)
@@ -637,8 +659,24 @@ static void qn_layer_build_rows(const qn_layer *l, const uint64_t *bits, size_t 
     size_t nbr = l->cols / l->bs, r, j, t;
     float keep = l->noise == QN_NOISE_PROXY ? 1.0f / (1.0f - l->p) : 1.0f;
     if (l->noise == QN_NOISE_PROXY) {
-        /* one streaming pass: dropped blocks 0, kept blocks W / (1 - p) */
-        l->ctx->k->block_scale(l->w + r0 * l->cols, weff, (r1 - r0) * nbr, l->bs, bits, r0 * nbr, keep, 0.0f, 0);
+        /* one streaming pass: dropped blocks 0, kept blocks W / (1 - p), split across threads */
+        size_t nb = (r1 - r0) * nbr, nchunks = (nb + QN_PAR_CHUNK_BLOCKS - 1) / QN_PAR_CHUNK_BLOCKS;
+        const qn_kernels *k = l->ctx->k;
+        long c;
+        int nt = qn_threads(l->ctx);
+        if (nb < QN_PAR_MIN_BLOCKS || nt == 1) {
+            k->block_scale(l->w + r0 * l->cols, weff, nb, l->bs, bits, r0 * nbr, keep, 0.0f, 0);
+            return;
+        }
+#if QN_HAVE_OPENMP
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+#endif
+        for (c = 0; c < (long)nchunks; c++) {
+            size_t first = (size_t)c * QN_PAR_CHUNK_BLOCKS;
+            size_t count = nb - first < QN_PAR_CHUNK_BLOCKS ? nb - first : QN_PAR_CHUNK_BLOCKS;
+            k->block_scale(l->w + r0 * l->cols + first * l->bs, weff + first * l->bs, count, l->bs, bits,
+                           r0 * nbr + first, keep, 0.0f, 0);
+        }
         return;
     }
     for (r = r0; r < r1; r++) {
@@ -707,12 +745,12 @@ static void qn_layer_grad_row(const qn_layer *l, const uint64_t *bits, size_t bi
  * only), sample the mask into the workspace and build W_eff there. With
  * `from_forward` the refresh counters advance.
  */
-static qn_status qn_layer_prepare(qn_layer *l, uint64_t step, int from_forward, unsigned char *ws,
+static qn_status qn_layer_prepare(qn_layer *l, uint64_t step, int from_forward, int build, unsigned char *ws,
                                   const qn_ws_layout *lay)
 {
     qn_status st;
     uint64_t *bits = (uint64_t *)(ws + lay->mask);
-    if (l->eff_valid && l->eff_step == step && !from_forward)
+    if (l->eff_valid && l->eff_step == step && !from_forward && (l->eff_dense || !build))
         return QN_OK;
     if (l->noise == QN_NOISE_SCALAR) {
         if (from_forward || !l->sq_valid) {
@@ -729,8 +767,11 @@ static qn_status qn_layer_prepare(qn_layer *l, uint64_t step, int from_forward, 
     }
     if (l->kind != QN_LAYER_EMBEDDING)
         qn_layer_sample_mask(l, step, bits);
-    if (qn_layer_needs_weff(l))
+    l->eff_dense = 0;
+    if (build && qn_layer_needs_weff(l)) {
         qn_layer_build_rows(l, bits, 0, l->rows, (float *)(ws + lay->weff));
+        l->eff_dense = 1;
+    }
     if (from_forward) {
         if (l->noise == QN_NOISE_SCALAR)
             l->sq_count++;
@@ -898,6 +939,77 @@ static void qn_embedding_row(const qn_layer *l, size_t r, uint64_t step, uint64_
     }
 }
 
+/* Index of the lowest set bit of a non-zero word. */
+static unsigned qn_ctz64(uint64_t m)
+{
+#if defined(__GNUC__)
+    return (unsigned)__builtin_ctzll(m);
+#else
+    unsigned n = 0;
+    while (!(m & 1u)) {
+        m >>= 1;
+        n++;
+    }
+    return n;
+#endif
+}
+
+/*
+ * Linear dW += factor (.) (dy^T x) without an extra pass over dW: the noised
+ * blocks' old gradients are saved (a p-fraction of dW, into the W_eff region
+ * once dx no longer needs it), one cblas_sgemm accumulates alpha * dy^T x into
+ * the whole of dW with alpha = the kept factor, and the noised blocks are then
+ * fixed from their saved values: DropConnect restores them; proxy STE rescales
+ * their increment by (1 - p), i.e. factor 1; scalar STE restores the elements
+ * outside [lo, hi]. The increment of a fixed block is recovered as new - old,
+ * whose rounding error is that of one more float addition.
+ */
+static void qn_linear_noisy_dw(const qn_layer *l, const uint64_t *bits, float *saved, int M, const float *dy,
+                               const float *x, float *dweight)
+{
+    size_t bs = l->bs, nbr = l->cols / bs, words = (l->nblocks + 63) / 64, w, k;
+    int R = (int)l->rows, C = (int)l->cols;
+    float alpha = l->noise == QN_NOISE_PROXY ? 1.0f / (1.0f - l->p) : 1.0f;
+    float back = 1.0f - l->p;
+    int32_t qmin = 0, qmax = 0;
+    if (l->noise == QN_NOISE_SCALAR)
+        qn_qgrid(l->sq_scheme, l->sq_bits, &qmin, &qmax);
+    for (w = 0, k = 0; w < words; w++) {
+        uint64_t m = bits[w];
+        while (m) {
+            size_t b = w * 64 + qn_ctz64(m);
+            m &= m - 1;
+            memcpy(saved + k * bs, dweight + b * bs, bs * sizeof(float));
+            k++;
+        }
+    }
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, R, C, M, alpha, dy, R, x, C, 1.0f, dweight, C);
+    for (w = 0, k = 0; w < words; w++) {
+        uint64_t m = bits[w];
+        while (m) {
+            size_t b = w * 64 + qn_ctz64(m), t;
+            float *d = dweight + b * bs;
+            const float *o = saved + k * bs;
+            m &= m - 1;
+            k++;
+            if (l->grad == QN_GRAD_DROPCONNECT) {
+                memcpy(d, o, bs * sizeof(float));
+            } else if (l->noise == QN_NOISE_PROXY) {
+                for (t = 0; t < bs; t++)
+                    d[t] = o[t] + (d[t] - o[t]) * back;
+            } else if (l->noise == QN_NOISE_SCALAR) {
+                size_t r = b / nbr, ch = l->sq_nch > 1 ? r : 0;
+                float lo = (float)(qmin - l->sq_zero[ch]) * l->sq_scale[ch];
+                float hi = (float)(qmax - l->sq_zero[ch]) * l->sq_scale[ch];
+                const float *wb = l->w + b * bs;
+                for (t = 0; t < bs; t++)
+                    if (!(wb[t] >= lo && wb[t] <= hi))
+                        d[t] = o[t];
+            }
+        }
+    }
+}
+
 /* ---------------------------------------------------------------------------------------------- */
 /* public forward / backward                                                                      */
 
@@ -923,7 +1035,7 @@ QN_API qn_status qn_layer_forward(qn_layer *layer, size_t batch, const void *x, 
         break;
     }
     case QN_LAYER_CONV2D:
-        st = qn_layer_layout(layer, &lay);
+        st = qn_layer_layout(layer, batch, &lay);
         if (st != QN_OK)
             return st;
         ws = qn_layer_ws(layer, lay.total, "qn_layer_forward", &st);
@@ -948,7 +1060,7 @@ QN_API qn_status qn_layer_forward_noisy(qn_layer *layer, size_t batch, const voi
         return st;
     if (layer->noise == QN_NOISE_NONE || layer->p == 0.0f)
         return qn_layer_forward(layer, batch, x, y);
-    st = qn_layer_layout(layer, &lay);
+    st = qn_layer_layout(layer, batch, &lay);
     if (st != QN_OK)
         return st;
     ws = qn_layer_ws(layer, lay.total, "qn_layer_forward_noisy", &st);
@@ -958,14 +1070,14 @@ QN_API qn_status qn_layer_forward_noisy(qn_layer *layer, size_t batch, const voi
         const int64_t *idx = (const int64_t *)x;
         size_t i;
         /* refresh qparams / codebook when due; the rows are built on the fly */
-        st = qn_layer_prepare(layer, step, 1, ws, &lay);
+        st = qn_layer_prepare(layer, step, 1, 1, ws, &lay);
         if (st != QN_OK)
             return st;
         for (i = 0; i < batch; i++)
             qn_embedding_row(layer, (size_t)idx[i], step, (uint64_t *)(ws + lay.mask), y + i * layer->cols);
         return QN_OK;
     }
-    st = qn_layer_prepare(layer, step, 1, ws, &lay);
+    st = qn_layer_prepare(layer, step, 1, 1, ws, &lay);
     if (st != QN_OK)
         return st;
     weff = (const float *)(ws + lay.weff);
@@ -1012,14 +1124,14 @@ QN_API qn_status qn_layer_backward(qn_layer *layer, size_t batch, const void *x,
     if (l->kind == QN_LAYER_EMBEDDING && dbias)
         return qn_fail(l->ctx, QN_ERR_INVALID_ARG, "qn_layer_backward: an embedding has no bias gradient (pass NULL)");
     noisy = l->noise != QN_NOISE_NONE && l->p > 0.0f;
-    st = qn_layer_layout(l, &lay);
+    st = qn_layer_layout(l, batch, &lay);
     if (st != QN_OK)
         return st;
     ws = qn_layer_ws(l, lay.total, "qn_layer_backward", &st);
     if (!ws)
         return st;
     if (noisy) {
-        st = qn_layer_prepare(l, step, 0, ws, &lay);
+        st = qn_layer_prepare(l, step, 0, 1, ws, &lay);
         if (st != QN_OK)
             return st;
     }
@@ -1048,19 +1160,12 @@ QN_API qn_status qn_layer_backward(qn_layer *layer, size_t batch, const void *x,
         int M = (int)batch, R = (int)l->rows, C = (int)l->cols;
         if (dx)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, C, R, 1.0f, dy, R, weff, C, 0.0f, dx, C);
-        if (!noisy) {
+        if (!noisy || (l->noise == QN_NOISE_PQ && l->grad == QN_GRAD_STE)) {
+            /* every factor is 1: plain accumulation */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, R, C, M, 1.0f, dy, R, xf, C, 1.0f, dweight, C);
         } else {
-            /* G = dy^T x in row panels that stay in cache, then dW += factor (.) G per panel */
-            float *panel = (float *)(ws + lay.scratch);
-            size_t prow = lay.scratch_bytes / (l->cols * sizeof(float)), r0, r;
-            for (r0 = 0; r0 < l->rows; r0 += prow) {
-                size_t nr = l->rows - r0 < prow ? l->rows - r0 : prow;
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)nr, C, M, 1.0f, dy + r0, R, xf, C, 0.0f, panel,
-                            C);
-                for (r = 0; r < nr; r++)
-                    qn_layer_grad_row(l, bits, (r0 + r) * (l->cols / l->bs), r0 + r, panel + r * l->cols, dweight + (r0 + r) * l->cols);
-            }
+            qn_linear_noisy_dw(l, bits, (float *)(ws + lay.weff), M, dy, xf, dweight);
+            l->eff_valid = 0; /* the W_eff region was reused for the saved blocks */
         }
         if (dbias)
             qn_bias_grad(l, batch, 1, dy, dbias);

@@ -6,7 +6,8 @@
  * is static. When the block size divides 16 (1, 2, 4, 8, 16) one vector holds
  * 16/bs whole blocks and the per-block bits expand into a 16-lane mask; block
  * sizes that are multiples of 16 use one bit per run of vectors; other sizes
- * take a per-block loop with a masked tail. Products and sums are the same
+ * take a per-block loop with a masked tail. Copies of 8 MiB or more into a
+ * 64-byte aligned dst use non-temporal stores (same values, no cache pollution). Products and sums are the same
  * single multiply and add as the scalar twin (no FMA), so results are
  * bit-exact with it.
  */
@@ -52,6 +53,10 @@ static inline void bs512_apply(const float *s, float *d, __mmask16 live, __mmask
     }
 }
 
+/* Copies larger than this bypass the caches (non-temporal stores): the output is
+ * far larger than the last-level cache, so keeping it would only evict the input. */
+#define BS512_STREAM_BYTES ((size_t)8 << 20)
+
 void qn_k_block_scale_avx512(const float *src, float *dst, size_t nblocks, size_t bs, const uint64_t *bits,
                              uint64_t first_bit, float kept, float noised, int accumulate)
 {
@@ -59,9 +64,21 @@ void qn_k_block_scale_avx512(const float *src, float *dst, size_t nblocks, size_
     int kz = kept == 0.0f, nz = noised == 0.0f;
     if (bs <= 16 && 16 % bs == 0) {
         size_t q = 16 / bs, n = nblocks * bs, v, nv = n / 16, rem = n % 16;
-        for (v = 0; v < nv; v++) {
-            uint32_t b = bs512_bits(bits, first_bit + v * q, (unsigned)q);
-            bs512_apply(src + v * 16, dst + v * 16, 0xFFFF, bs512_expand(b, bs), vk, vn, kz, nz, accumulate);
+        if (!accumulate && n * sizeof(float) >= BS512_STREAM_BYTES && ((uintptr_t)dst & 63u) == 0) {
+            for (v = 0; v < nv; v++) {
+                uint32_t b = bs512_bits(bits, first_bit + v * q, (unsigned)q);
+                __mmask16 nm = bs512_expand(b, bs);
+                __m512 x = _mm512_loadu_ps(src + v * 16);
+                __mmask16 active = (__mmask16)((kz ? 0 : (__mmask16)~nm) | (nz ? 0 : nm));
+                __m512 prod = _mm512_mask_blend_ps(nm, _mm512_mul_ps(x, vk), _mm512_mul_ps(x, vn));
+                _mm512_stream_ps(dst + v * 16, _mm512_maskz_mov_ps(active, prod));
+            }
+            _mm_sfence(); /* order the streamed stores before anyone reads dst */
+        } else {
+            for (v = 0; v < nv; v++) {
+                uint32_t b = bs512_bits(bits, first_bit + v * q, (unsigned)q);
+                bs512_apply(src + v * 16, dst + v * 16, 0xFFFF, bs512_expand(b, bs), vk, vn, kz, nz, accumulate);
+            }
         }
         if (rem) {
             unsigned qr = (unsigned)(rem / bs);
