@@ -964,6 +964,82 @@ static unsigned qn_ctz64(uint64_t m)
  * outside [lo, hi]. The increment of a fixed block is recovered as new - old,
  * whose rounding error is that of one more float addition.
  */
+/* Block copy and proxy-STE fix with constant-size bodies for the usual block sizes (the compiler
+ * turns them into a few vector moves instead of a memcpy call per block). */
+#define QN_BLOCK_CASES(BODY)                                                                                           \
+    switch (bs) {                                                                                                      \
+    case 4: {                                                                                                          \
+        const size_t n_ = 4;                                                                                           \
+        BODY;                                                                                                          \
+        break;                                                                                                         \
+    }                                                                                                                  \
+    case 8: {                                                                                                          \
+        const size_t n_ = 8;                                                                                           \
+        BODY;                                                                                                          \
+        break;                                                                                                         \
+    }                                                                                                                  \
+    case 16: {                                                                                                         \
+        const size_t n_ = 16;                                                                                          \
+        BODY;                                                                                                          \
+        break;                                                                                                         \
+    }                                                                                                                  \
+    default: {                                                                                                         \
+        const size_t n_ = bs;                                                                                          \
+        BODY;                                                                                                          \
+        break;                                                                                                         \
+    }                                                                                                                  \
+    }
+
+static void qn_gather_blocks(const uint64_t *bits, size_t words, size_t bs, const float *src, float *saved)
+{
+    size_t w, k = 0, t;
+    QN_BLOCK_CASES(for (w = 0; w < words; w++) {
+        uint64_t m = bits[w];
+        while (m) {
+            const float *sb = src + (w * 64 + qn_ctz64(m)) * n_;
+            float *db = saved + k * n_;
+            m &= m - 1;
+            k++;
+            for (t = 0; t < n_; t++)
+                db[t] = sb[t];
+        }
+    })
+}
+
+static void qn_restore_blocks(const uint64_t *bits, size_t words, size_t bs, const float *saved, float *dst)
+{
+    size_t w, k = 0, t;
+    QN_BLOCK_CASES(for (w = 0; w < words; w++) {
+        uint64_t m = bits[w];
+        while (m) {
+            float *db = dst + (w * 64 + qn_ctz64(m)) * n_;
+            const float *sb = saved + k * n_;
+            m &= m - 1;
+            k++;
+            for (t = 0; t < n_; t++)
+                db[t] = sb[t];
+        }
+    })
+}
+
+/* d = o + (d - o) * back on the noised blocks: their increment alpha*G becomes alpha*G*(1-p) = G. */
+static void qn_rescale_blocks(const uint64_t *bits, size_t words, size_t bs, const float *saved, float *dst,
+                              float back)
+{
+    size_t w, k = 0, t;
+    QN_BLOCK_CASES(for (w = 0; w < words; w++) {
+        uint64_t m = bits[w];
+        while (m) {
+            float *db = dst + (w * 64 + qn_ctz64(m)) * n_;
+            const float *sb = saved + k * n_;
+            m &= m - 1;
+            k++;
+            for (t = 0; t < n_; t++)
+                db[t] = sb[t] + (db[t] - sb[t]) * back;
+        }
+    })
+}
+
 static void qn_linear_noisy_dw(const qn_layer *l, const uint64_t *bits, float *saved, int M, const float *dy,
                                const float *x, float *dweight)
 {
@@ -974,16 +1050,16 @@ static void qn_linear_noisy_dw(const qn_layer *l, const uint64_t *bits, float *s
     int32_t qmin = 0, qmax = 0;
     if (l->noise == QN_NOISE_SCALAR)
         qn_qgrid(l->sq_scheme, l->sq_bits, &qmin, &qmax);
-    for (w = 0, k = 0; w < words; w++) {
-        uint64_t m = bits[w];
-        while (m) {
-            size_t b = w * 64 + qn_ctz64(m);
-            m &= m - 1;
-            memcpy(saved + k * bs, dweight + b * bs, bs * sizeof(float));
-            k++;
-        }
-    }
+    qn_gather_blocks(bits, words, bs, dweight, saved);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, R, C, M, alpha, dy, R, x, C, 1.0f, dweight, C);
+    if (l->grad == QN_GRAD_DROPCONNECT) {
+        qn_restore_blocks(bits, words, bs, saved, dweight);
+        return;
+    }
+    if (l->noise == QN_NOISE_PROXY) {
+        qn_rescale_blocks(bits, words, bs, saved, dweight, back);
+        return;
+    }
     for (w = 0, k = 0; w < words; w++) {
         uint64_t m = bits[w];
         while (m) {

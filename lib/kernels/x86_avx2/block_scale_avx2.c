@@ -11,6 +11,10 @@
 
 #include "kernels/kernels.h"
 
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 static inline uint32_t bs256_bits(const uint64_t *bits, uint64_t p, unsigned q)
 {
     unsigned off = (unsigned)(p & 63u);

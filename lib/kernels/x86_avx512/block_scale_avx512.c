@@ -15,6 +15,10 @@
 
 #include "kernels/kernels.h"
 
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 /* `q` (<= 16) consecutive bits starting at bit `p`. */
 static inline uint32_t bs512_bits(const uint64_t *bits, uint64_t p, unsigned q)
 {
