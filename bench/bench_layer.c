@@ -9,10 +9,10 @@
  *   noisy fwd+bwd  qn_layer_forward_noisy + qn_layer_backward (dx, dW, db)
  * and prints the ratios noisy/plain. "N thr" sets both OpenBLAS's threads and
  * the library's (qn_context_set_threads); run it through bench/run.sh, which
- * sets OMP_WAIT_POLICY=passive so idle OpenMP threads do not spin against BLAS. It also measures the noise pass alone
- * (noisy minus plain forward at batch 1, i.e. drawing the mask and writing
- * W_eff: one read and one write of W) against the copy bandwidth of a
- * W-sized buffer measured in the same run.
+ * sets OMP_WAIT_POLICY=passive so idle OpenMP threads do not spin against BLAS.
+ * It also times the noise pass alone (the mask and W_eff kernels: one read and
+ * one write of W) against the copy bandwidth of a W-sized buffer measured in
+ * the same run.
  *
  * usage: bench_layer [--quick]     (--quick: fewer repetitions, for CI smoke runs)
  */
