@@ -990,54 +990,105 @@ static unsigned qn_ctz64(uint64_t m)
     }                                                                                                                  \
     }
 
+/*
+ * Walks the set bits of a mask in order, with a second cursor QN_PF_AHEAD set
+ * bits ahead that prefetches the block it points at: noised blocks are
+ * scattered over a weight-sized buffer, so each one is a cache miss that the
+ * hardware prefetchers cannot predict; prefetching them early overlaps the misses.
+ */
+#define QN_PF_AHEAD 64
+
+typedef struct qn_bit_cursor {
+    const uint64_t *bits;
+    size_t words, w;
+    uint64_t m;
+} qn_bit_cursor;
+
+static void qn_cursor_init(qn_bit_cursor *c, const uint64_t *bits, size_t words)
+{
+    c->bits = bits;
+    c->words = words;
+    c->w = 0;
+    c->m = words ? bits[0] : 0;
+}
+
+/* The next set bit, or SIZE_MAX at the end. */
+static size_t qn_cursor_next(qn_bit_cursor *c)
+{
+    size_t b;
+    while (!c->m) {
+        if (++c->w >= c->words)
+            return SIZE_MAX;
+        c->m = c->bits[c->w];
+    }
+    b = c->w * 64 + qn_ctz64(c->m);
+    c->m &= c->m - 1;
+    return b;
+}
+
+static void qn_prefetch(const void *p)
+{
+#if defined(__GNUC__)
+    __builtin_prefetch(p, 1, 3);
+#else
+    (void)p;
+#endif
+}
+
+#define QN_WALK_NOISED(bits, words, base, bs, BODY)                                                                     \
+    do {                                                                                                               \
+        qn_bit_cursor cur_, pf_;                                                                                       \
+        size_t b_, k_ = 0, a_;                                                                                         \
+        qn_cursor_init(&cur_, bits, words);                                                                            \
+        qn_cursor_init(&pf_, bits, words);                                                                             \
+        for (a_ = 0; a_ < QN_PF_AHEAD; a_++) {                                                                         \
+            size_t p_ = qn_cursor_next(&pf_);                                                                          \
+            if (p_ == SIZE_MAX)                                                                                        \
+                break;                                                                                                 \
+            qn_prefetch((base) + p_ * (bs));                                                                           \
+        }                                                                                                              \
+        while ((b_ = qn_cursor_next(&cur_)) != SIZE_MAX) {                                                             \
+            size_t p_ = qn_cursor_next(&pf_);                                                                          \
+            if (p_ != SIZE_MAX)                                                                                        \
+                qn_prefetch((base) + p_ * (bs));                                                                       \
+            BODY;                                                                                                      \
+            k_++;                                                                                                      \
+        }                                                                                                              \
+    } while (0)
+
 static void qn_gather_blocks(const uint64_t *bits, size_t words, size_t bs, const float *src, float *saved)
 {
-    size_t w, k = 0, t;
-    QN_BLOCK_CASES(for (w = 0; w < words; w++) {
-        uint64_t m = bits[w];
-        while (m) {
-            const float *sb = src + (w * 64 + qn_ctz64(m)) * n_;
-            float *db = saved + k * n_;
-            m &= m - 1;
-            k++;
-            for (t = 0; t < n_; t++)
-                db[t] = sb[t];
-        }
-    })
+    size_t t;
+    QN_BLOCK_CASES(QN_WALK_NOISED(bits, words, src, n_, {
+        const float *sb = src + b_ * n_;
+        float *db = saved + k_ * n_;
+        for (t = 0; t < n_; t++)
+            db[t] = sb[t];
+    }))
 }
 
 static void qn_restore_blocks(const uint64_t *bits, size_t words, size_t bs, const float *saved, float *dst)
 {
-    size_t w, k = 0, t;
-    QN_BLOCK_CASES(for (w = 0; w < words; w++) {
-        uint64_t m = bits[w];
-        while (m) {
-            float *db = dst + (w * 64 + qn_ctz64(m)) * n_;
-            const float *sb = saved + k * n_;
-            m &= m - 1;
-            k++;
-            for (t = 0; t < n_; t++)
-                db[t] = sb[t];
-        }
-    })
+    size_t t;
+    QN_BLOCK_CASES(QN_WALK_NOISED(bits, words, dst, n_, {
+        float *db = dst + b_ * n_;
+        const float *sb = saved + k_ * n_;
+        for (t = 0; t < n_; t++)
+            db[t] = sb[t];
+    }))
 }
 
 /* d = o + (d - o) * back on the noised blocks: their increment alpha*G becomes alpha*G*(1-p) = G. */
 static void qn_rescale_blocks(const uint64_t *bits, size_t words, size_t bs, const float *saved, float *dst,
                               float back)
 {
-    size_t w, k = 0, t;
-    QN_BLOCK_CASES(for (w = 0; w < words; w++) {
-        uint64_t m = bits[w];
-        while (m) {
-            float *db = dst + (w * 64 + qn_ctz64(m)) * n_;
-            const float *sb = saved + k * n_;
-            m &= m - 1;
-            k++;
-            for (t = 0; t < n_; t++)
-                db[t] = sb[t] + (db[t] - sb[t]) * back;
-        }
-    })
+    size_t t;
+    QN_BLOCK_CASES(QN_WALK_NOISED(bits, words, dst, n_, {
+        float *db = dst + b_ * n_;
+        const float *sb = saved + k_ * n_;
+        for (t = 0; t < n_; t++)
+            db[t] = sb[t] + (db[t] - sb[t]) * back;
+    }))
 }
 
 static void qn_linear_noisy_dw(const qn_layer *l, const uint64_t *bits, float *saved, int M, const float *dy,
