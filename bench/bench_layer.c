@@ -241,8 +241,10 @@ int main(int argc, char **argv)
     printf("libqnoise %s, kernels %s; OpenBLAS core %s; Linear proxy noise p = 0.1, block 8; medians of %d alternating runs\n",
            qn_version(), qn_isa_name(isa), openblas_get_corename(), reps);
     for (t = 1; t <= 2; t++) {
+        /* QN_BENCH_LIB_THREADS=n pins the library's threads (to compare with BLAS-only threading) */
+        const char *lt = getenv("QN_BENCH_LIB_THREADS");
         openblas_set_num_threads(t);
-        qn_context_set_threads(ctx, (unsigned)t);
+        qn_context_set_threads(ctx, lt ? (unsigned)atoi(lt) : (unsigned)t);
         if (quick) {
             run_shape(ctx, 1024, 1024, 32, t, reps);
             continue;
