@@ -3,6 +3,8 @@
  * SPDX-License-Identifier: MIT
  */
 #include <check.h>
+
+#include "qn_test.h"
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -262,8 +264,6 @@ int main(void)
 {
     Suite *s = suite_create("context");
     TCase *tc = tcase_create("context");
-    SRunner *sr;
-    int failed;
     tcase_add_test(tc, create_destroy_default);
     tcase_add_test(tc, create_rejects_null_out);
     tcase_add_test(tc, custom_allocator_sees_every_allocation);
@@ -275,9 +275,5 @@ int main(void)
     tcase_add_test(tc, log_levels_filter_and_errors_are_logged);
     tcase_add_test(tc, progress_setter_validates);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed != 0;
+    return qn_test_run(s);
 }

@@ -4,6 +4,8 @@
  * SPDX-License-Identifier: MIT
  */
 #include <check.h>
+
+#include "qn_test.h"
 #include <float.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -415,8 +417,7 @@ int main(void)
 {
     Suite *s = suite_create("kernels");
     TCase *tc = tcase_create("nearest_l2");
-    SRunner *sr;
-    int failed, i;
+    int i;
 
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, scalar_is_always_available);
@@ -434,9 +435,5 @@ int main(void)
                t ? "tested" : "not built or not runnable, skipped");
     }
 
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed != 0;
+    return qn_test_run(s);
 }

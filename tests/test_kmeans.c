@@ -7,6 +7,8 @@
  * SPDX-License-Identifier: MIT
  */
 #include <check.h>
+
+#include "qn_test.h"
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1159,8 +1161,6 @@ int main(void)
     TCase *td = tcase_create("determinism");
     TCase *te = tcase_create("empty");
     TCase *tr = tcase_create("robustness");
-    SRunner *sr;
-    int failed;
 
     tcase_set_timeout(tq, 120);
     tcase_set_timeout(td, 120);
@@ -1194,9 +1194,5 @@ int main(void)
     tcase_add_test(tr, every_allocation_failure_is_clean);
     suite_add_tcase(s, tr);
 
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed != 0;
+    return qn_test_run(s);
 }

@@ -21,6 +21,8 @@
  * SPDX-License-Identifier: MIT
  */
 #include <check.h>
+
+#include "qn_test.h"
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -2295,8 +2297,6 @@ int main(void)
     TCase *tl = tcase_create("linear"), *tc = tcase_create("conv2d"), *te = tcase_create("embedding");
     TCase *tm = tcase_create("masks"), *tg = tcase_create("gradients"), *tn = tcase_create("noise_details");
     TCase *tw = tcase_create("workspace"), *tb = tcase_create("bad_input");
-    SRunner *sr;
-    int failed;
     tcase_add_test(tl, linear_fixed_shapes);
     tcase_add_test(tl, linear_random_shapes);
     tcase_add_test(tc, conv2d_fixed_shapes);
@@ -2333,9 +2333,5 @@ int main(void)
     suite_add_tcase(s, tn);
     suite_add_tcase(s, tw);
     suite_add_tcase(s, tb);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed != 0;
+    return qn_test_run(s);
 }

@@ -6,6 +6,8 @@
  * SPDX-License-Identifier: MIT
  */
 #include <check.h>
+
+#include "qn_test.h"
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -366,8 +368,7 @@ int main(void)
 {
     Suite *s = suite_create("mask_kernels");
     TCase *tc = tcase_create("mask_bits");
-    SRunner *sr;
-    int failed, i;
+    int i;
 
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, matches_block_oracle, QN_ISA_SCALAR, QN_ISA_AVX512 + 1);
@@ -384,9 +385,5 @@ int main(void)
                t ? "tested" : "not built or not runnable, skipped");
     }
 
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed != 0;
+    return qn_test_run(s);
 }

@@ -4,6 +4,8 @@
  * SPDX-License-Identifier: MIT
  */
 #include <check.h>
+
+#include "qn_test.h"
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -12,16 +14,9 @@
 #include <qnoise/qnoise.h>
 
 static uint64_t sm_state;
-static uint64_t splitmix(void)
-{
-    uint64_t z = (sm_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 static float frand(void)
 {
-    return (float)((splitmix() >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+    return qn_test_uniform(&sm_state);
 }
 
 static double dist_d(const float *a, const float *b, size_t dim)
@@ -129,16 +124,10 @@ int main(void)
 {
     Suite *s = suite_create("nearest");
     TCase *tc = tcase_create("api");
-    SRunner *sr;
-    int failed;
     tcase_add_loop_test(tc, matches_oracle_for_every_isa, QN_ISA_SCALAR, QN_ISA_AVX512 + 1);
     tcase_add_test(tc, bad_input_leaves_outputs_untouched);
     tcase_add_test(tc, hand_computed_example);
     tcase_set_timeout(tc, 60);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed != 0;
+    return qn_test_run(s);
 }

@@ -4,6 +4,8 @@
  * SPDX-License-Identifier: MIT
  */
 #include <check.h>
+
+#include "qn_test.h"
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -14,10 +16,7 @@
 static uint64_t sm;
 static uint64_t next64(void)
 {
-    uint64_t z = (sm += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    return qn_test_next(&sm);
 }
 
 /* the contract, element by element, written independently of the kernels */
@@ -89,14 +88,8 @@ int main(void)
 {
     Suite *s = suite_create("noise_kernels");
     TCase *tc = tcase_create("block_scale");
-    SRunner *sr;
-    int failed;
     tcase_add_loop_test(tc, block_scale_matches_contract_and_scalar, QN_ISA_SCALAR, QN_ISA_AVX512 + 1);
     tcase_set_timeout(tc, 120);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed != 0;
+    return qn_test_run(s);
 }

@@ -6,6 +6,8 @@
  * SPDX-License-Identifier: MIT
  */
 #include <check.h>
+
+#include "qn_test.h"
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -1192,8 +1194,6 @@ int main(void)
 {
     Suite *s = suite_create("observer");
     TCase *tc = tcase_create("observer");
-    SRunner *sr;
-    int failed;
 
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, pytorch_reference);
@@ -1207,9 +1207,5 @@ int main(void)
     tcase_add_test(tc, allocation_failure);
     suite_add_tcase(s, tc);
 
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed != 0;
+    return qn_test_run(s);
 }

@@ -4,6 +4,8 @@
  * SPDX-License-Identifier: MIT
  */
 #include <check.h>
+
+#include "qn_test.h"
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -243,8 +245,6 @@ int main(void)
     Suite *s = suite_create("rng");
     TCase *tk = tcase_create("known-answers");
     TCase *ts = tcase_create("statistics");
-    SRunner *sr;
-    int failed;
     tcase_add_loop_test(tk, philox_known_answers, 0, 3);
     tcase_add_test(tk, philox_output_may_alias_counter);
     tcase_add_test(tk, block_draw_contract_is_stable);
@@ -257,9 +257,5 @@ int main(void)
     tcase_set_timeout(ts, 120);
     suite_add_tcase(s, tk);
     suite_add_tcase(s, ts);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed != 0;
+    return qn_test_run(s);
 }

@@ -3,6 +3,8 @@
  * SPDX-License-Identifier: MIT
  */
 #include <check.h>
+
+#include "qn_test.h"
 #include <stdio.h>
 #include <string.h>
 
@@ -98,17 +100,11 @@ int main(void)
 {
     Suite *s = suite_create("status");
     TCase *tc = tcase_create("core");
-    SRunner *sr;
-    int failed;
     tcase_add_test(tc, status_values_are_pinned);
     tcase_add_test(tc, status_strings_distinct_and_never_null);
     tcase_add_test(tc, version_matches_headers);
     tcase_add_test(tc, isa_names_round_trip);
     tcase_add_test(tc, cpu_best_isa_is_known);
     suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_ENV);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed != 0;
+    return qn_test_run(s);
 }
