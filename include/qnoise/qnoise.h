@@ -10,6 +10,7 @@
 #include <qnoise/common.h>
 #include <qnoise/kernels.h>
 #include <qnoise/layer.h>
+#include <qnoise/pq.h>
 #include <qnoise/quant.h>
 #include <qnoise/rng.h>
 
