@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job. Until the Fashion-MNIST demo lands (issue: end-to-end demo), it
-# installs what is missing, builds the library and the `qnoise` tool, and runs
-# the tool to show the version and the kernels chosen on this CPU.
+# installs what is missing, builds the library, the `qnoise` tool and the MLP
+# example, shows the version and the kernels chosen on this CPU, and trains a
+# small MLP with Quant-Noise (proxy noise) through the layer API.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -19,5 +20,8 @@ echo "\$ qnoise info"
 "$build/tools/qnoise" info
 echo "\$ QN_ISA=scalar qnoise info"
 QN_ISA=scalar "$build/tools/qnoise" info
-echo "demo: the library loads, reports its version and dispatches its kernels; the Fashion-MNIST"
-echo "      Quant-Noise demo replaces this once the training and compression issues land."
+echo "\$ qnoise-example-mlp   # 32-64-4 MLP, proxy Quant-Noise p = 0.1, block 4, synthetic data"
+"$build/examples/qnoise-example-mlp" 8
+echo "demo: the library loads, dispatches its kernels and trains with Quant-Noise (masks regenerated"
+echo "      from (seed, layer, step), straight-through gradients, clean weights at evaluation)."
+echo "      The Fashion-MNIST compression demo replaces this once the compression issues land."
