@@ -20,6 +20,7 @@ static const qn_kernels qn_kernels_scalar_table = {
     qn_k_nearest_l2_scalar,
     qn_k_mask_bits_scalar,
     qn_k_block_scale_scalar,
+    qn_k_pq_assign_scalar,
 };
 
 #if QN_HAVE_AVX2_KERNELS
@@ -29,6 +30,7 @@ static const qn_kernels qn_kernels_avx2_table = {
     qn_k_nearest_l2_avx2,
     qn_k_mask_bits_avx2,
     qn_k_block_scale_avx2,
+    qn_k_pq_assign_avx2,
 };
 #endif
 
@@ -39,6 +41,7 @@ static const qn_kernels qn_kernels_avx512_table = {
     qn_k_nearest_l2_avx512,
     qn_k_mask_bits_avx512,
     qn_k_block_scale_avx512,
+    qn_k_pq_assign_avx512,
 };
 #endif
 

@@ -55,12 +55,36 @@ typedef void (*qn_k_block_scale_fn)(const float *src, float *dst, size_t nblocks
                                     const uint64_t *bits, uint64_t first_bit, float kept,
                                     float noised, int accumulate);
 
+/*
+ * Nearest centroid for product quantization, fused formula.
+ * Same contract as qn_k_nearest_l2_fn (n, ldx, k, dim, alignment, NaN/Inf
+ * preconditions; codes[i] < k; dists may be NULL) except that the caller
+ * passes c_norms[j] = ||c_j||^2 and the kernel picks, for each row x, the j
+ * minimising d_j = c_norms[j] - 2 x.c_j (never forming an n x k matrix), the
+ * lowest index on exact ties of d_j, and writes, when dists is not NULL,
+ * max(0, ||x||^2 + min_j d_j).
+ * The scalar kernel is the oracle: dot summed in t order without FMA, then
+ * c_norms[j] - 2 * dot, strict <. SIMD twins use FMA and another summation
+ * shape, so their d_j differ in rounding: the centroid they choose has a true
+ * squared distance within a relative 1e-5 of the true minimum (plus the
+ * cancellation floor of the formula, about 1e-6 for |x|, |c| <= 1 per
+ * coordinate), and dists agree with the true distance of the chosen centroid
+ * within a relative 1e-4 (+1e-5; for x close to c the fused formula adds a
+ * cancellation error of a few ulps of ||x||^2 + ||c||^2, on every ISA
+ * including scalar). Bit-identical centroids give bit-identical d_j on every
+ * ISA, so the lowest of them wins everywhere.
+ */
+typedef void (*qn_k_pq_assign_fn)(const float *x, size_t n, size_t ldx, const float *c,
+                                  const float *c_norms, size_t k, size_t dim, uint32_t *codes,
+                                  float *dists);
+
 typedef struct qn_kernels {
     qn_isa isa;
     const char *name;
     qn_k_nearest_l2_fn nearest_l2;
     qn_k_mask_bits_fn mask_bits;
     qn_k_block_scale_fn block_scale;
+    qn_k_pq_assign_fn pq_assign;
 } qn_kernels;
 
 /* Kernel entry points, one per ISA (only those built are defined). */
@@ -84,6 +108,16 @@ void qn_k_block_scale_avx2(const float *src, float *dst, size_t nblocks, size_t 
                            uint64_t first_bit, float kept, float noised, int accumulate);
 void qn_k_block_scale_avx512(const float *src, float *dst, size_t nblocks, size_t bs, const uint64_t *bits,
                              uint64_t first_bit, float kept, float noised, int accumulate);
+
+void qn_k_pq_assign_scalar(const float *x, size_t n, size_t ldx, const float *c,
+                           const float *c_norms, size_t k, size_t dim, uint32_t *codes,
+                           float *dists);
+void qn_k_pq_assign_avx2(const float *x, size_t n, size_t ldx, const float *c,
+                         const float *c_norms, size_t k, size_t dim, uint32_t *codes,
+                         float *dists);
+void qn_k_pq_assign_avx512(const float *x, size_t n, size_t ldx, const float *c,
+                           const float *c_norms, size_t k, size_t dim, uint32_t *codes,
+                           float *dists);
 
 /* CPU features (cpuid + XGETBV), probed on each call: no global state. */
 typedef struct qn_cpu_features {
