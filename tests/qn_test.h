@@ -7,6 +7,7 @@
 
 #include <check.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 /* splitmix64: a small seeded generator for test data (tests never use rand()). */
 static inline uint64_t qn_test_next(uint64_t *state)
@@ -21,6 +22,38 @@ static inline uint64_t qn_test_next(uint64_t *state)
 static inline float qn_test_uniform(uint64_t *state)
 {
     return (float)((double)(qn_test_next(state) >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
+}
+
+/*
+ * A counting allocator for qn_context_create_ex that can be told to fail:
+ * allocation number fail_from (1-based) and every later one return NULL
+ * (0: never). Tests compare allocs with frees to prove nothing leaked.
+ */
+typedef struct counting_alloc {
+    int allocs, frees, fail_from;
+    size_t last_align;
+} counting_alloc;
+
+static inline void *count_alloc(void *user, size_t size, size_t alignment)
+{
+    counting_alloc *a = (counting_alloc *)user;
+    void *p = NULL;
+    if (a->fail_from && a->allocs + 1 >= a->fail_from)
+        return NULL;
+    if (posix_memalign(&p, alignment < sizeof(void *) ? sizeof(void *) : alignment, size) != 0)
+        return NULL;
+    a->allocs++;
+    a->last_align = alignment;
+    return p;
+}
+
+static inline void count_free(void *user, void *ptr)
+{
+    counting_alloc *a = (counting_alloc *)user;
+    if (ptr) {
+        a->frees++;
+        free(ptr);
+    }
 }
 
 /* Run every test of the suite (CK_RUN_SUITE / CK_RUN_CASE / CK_FORK honoured); exit status. */

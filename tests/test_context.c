@@ -12,34 +12,6 @@
 
 #include <qnoise/qnoise.h>
 
-/* A counting allocator that can be told to fail. */
-typedef struct counting_alloc {
-    int allocs, frees, fail_from; /* fail the allocation number fail_from (1-based); 0 never */
-    size_t last_align;
-} counting_alloc;
-
-static void *count_alloc(void *user, size_t size, size_t alignment)
-{
-    counting_alloc *a = (counting_alloc *)user;
-    void *p = NULL;
-    if (a->fail_from && a->allocs + 1 >= a->fail_from)
-        return NULL;
-    if (posix_memalign(&p, alignment < sizeof(void *) ? sizeof(void *) : alignment, size) != 0)
-        return NULL;
-    a->allocs++;
-    a->last_align = alignment;
-    return p;
-}
-
-static void count_free(void *user, void *ptr)
-{
-    counting_alloc *a = (counting_alloc *)user;
-    if (ptr) {
-        a->frees++;
-        free(ptr);
-    }
-}
-
 typedef struct log_sink {
     int count;
     qn_log_level last_level;

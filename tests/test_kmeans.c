@@ -160,14 +160,14 @@ static int all_finite(const float *v, size_t len)
 /* Contexts: counting / failing allocator, log capture, progress              */
 /* ------------------------------------------------------------------------- */
 
-typedef struct counting_alloc {
+typedef struct km_counting_alloc {
     long attempts, allocs, frees;
     long fail_from; /* fail attempt number >= fail_from (0-based); < 0 never */
-} counting_alloc;
+} km_counting_alloc;
 
 static void *ca_alloc(void *user, size_t size, size_t alignment)
 {
-    counting_alloc *a = (counting_alloc *)user;
+    km_counting_alloc *a = (km_counting_alloc *)user;
     void *p = NULL;
     long n = a->attempts++;
     if (a->fail_from >= 0 && n >= a->fail_from)
@@ -180,7 +180,7 @@ static void *ca_alloc(void *user, size_t size, size_t alignment)
 
 static void ca_free(void *user, void *ptr)
 {
-    counting_alloc *a = (counting_alloc *)user;
+    km_counting_alloc *a = (km_counting_alloc *)user;
     if (ptr) {
         a->frees++;
         free(ptr);
@@ -1033,7 +1033,7 @@ static int rec_progress(void *user, const char *what, uint64_t done, uint64_t to
 START_TEST(progress_reports_and_cancels)
 {
     float *x = make_uniform(800, 3, 1);
-    counting_alloc ca = {0, 0, 0, -1};
+    km_counting_alloc ca = {0, 0, 0, -1};
     progress_rec pr;
     qn_context *ctx = NULL;
     qn_kmeans_params p;
@@ -1092,7 +1092,7 @@ START_TEST(every_allocation_failure_is_clean)
 {
     const size_t n = 300, dim = 3, k = 6;
     float *x = make_uniform(n, dim, 77);
-    counting_alloc ca = {0, 0, 0, -1};
+    km_counting_alloc ca = {0, 0, 0, -1};
     qn_context *ctx = NULL;
     int init, sub, with_codes;
 

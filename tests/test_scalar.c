@@ -690,31 +690,6 @@ END_TEST
 /* ---------------------------------------------------------------------------------------------- */
 /* allocation failures                                                                            */
 
-typedef struct counting_alloc {
-    int allocs, frees, fail_from; /* allocation number fail_from (1-based) and later fail; 0 never */
-} counting_alloc;
-
-static void *count_alloc(void *user, size_t size, size_t alignment)
-{
-    counting_alloc *a = (counting_alloc *)user;
-    void *p = NULL;
-    if (a->fail_from && a->allocs + 1 >= a->fail_from)
-        return NULL;
-    if (posix_memalign(&p, alignment < sizeof(void *) ? sizeof(void *) : alignment, size) != 0)
-        return NULL;
-    a->allocs++;
-    return p;
-}
-
-static void count_free(void *user, void *ptr)
-{
-    counting_alloc *a = (counting_alloc *)user;
-    if (ptr) {
-        a->frees++;
-        free(ptr);
-    }
-}
-
 /* _i = observer */
 START_TEST(allocation_failures_report_oom_without_leaks)
 {
@@ -723,7 +698,7 @@ START_TEST(allocation_failures_report_oom_without_leaks)
     int fail_from, succeeded = 0;
 
     for (fail_from = 1; fail_from <= 64 && !succeeded; fail_from++) {
-        counting_alloc a = {0, 0, 0};
+        counting_alloc a = {0, 0, 0, 0};
         qn_context *ctx = NULL;
         qn_scalar_quantizer *q = (qn_scalar_quantizer *)&a;
         qn_status st;
