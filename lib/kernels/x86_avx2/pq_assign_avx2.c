@@ -67,7 +67,9 @@ typedef __m256i VI;
 #define STOREU(p, v) _mm256_storeu_ps((p), (v))
 #define STOREI(p, v) _mm256_storeu_si256((__m256i *)(void *)(p), (v))
 #define FMADD(a, b, c) _mm256_fmadd_ps((a), (b), (c))
-#define FNMADD(a, b, c) _mm256_fnmadd_ps((a), (b), (c))
+/* acc - 2x.c as fmadd(-2x, c, acc): the tile holds -2x (exact), and valgrind 3.19 cannot
+ * decode the 256-bit vfnmadd forms, so the AVX2 path stays runnable under memcheck. */
+#define FNMADD(a, b, c) _mm256_fmadd_ps((a), (b), (c))
 #define SET1(v) _mm256_set1_ps(v)
 #define SET1I(v) _mm256_set1_epi32(v)
 #define ADDI(a, b) _mm256_add_epi32((a), (b))
@@ -105,8 +107,8 @@ static float pqa_dot(const float *a, const float *b, size_t dim)
 }
 
 /*
- * Transpose rows [i0, i0 + cnt) of x, times 2 (exact), into nt tiles of xt:
- * xt[(tile*dim + t)*W + lane] = 2 x[(i0 + tile*W + lane)*ldx + t], zero past cnt.
+ * Transpose rows [i0, i0 + cnt) of x, times -2 (exact), into nt tiles of xt:
+ * xt[(tile*dim + t)*W + lane] = -2 x[(i0 + tile*W + lane)*ldx + t], zero past cnt.
  */
 static void pqa_transpose(const float *x, size_t ldx, size_t i0, size_t cnt, size_t dim,
                           size_t nt, float *xt)
@@ -117,7 +119,7 @@ static void pqa_transpose(const float *x, size_t ldx, size_t i0, size_t cnt, siz
         if (r < cnt) {
             const float *src = x + (i0 + r) * ldx;
             for (t = 0; t < dim; t++)
-                dst[t * PQA_W] = 2.0f * src[t];
+                dst[t * PQA_W] = -2.0f * src[t];
         } else {
             for (t = 0; t < dim; t++)
                 dst[t * PQA_W] = 0.0f;
