@@ -25,37 +25,11 @@
 
 #include <qnoise/qnoise.h>
 
+#include "bench_util.h"
 #include "kernels/kernels.h" /* the bench links the internal library to time the noise pass alone */
 
 extern void openblas_set_num_threads(int num_threads);
 extern char *openblas_get_corename(void);
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void fill(float *v, size_t n, uint64_t seed)
-{
-    size_t i;
-    for (i = 0; i < n; i++) {
-        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-        v[i] = (float)((double)(seed >> 40) / 16777216.0 - 0.5);
-    }
-}
-
-static void *xalloc(size_t bytes)
-{
-    void *p = NULL;
-    if (posix_memalign(&p, 64, bytes) != 0) {
-        fprintf(stderr, "out of memory (%zu bytes)\n", bytes);
-        exit(1);
-    }
-    memset(p, 0, bytes);
-    return p;
-}
 
 /* median of reps timings of fn */
 #define TIME_MEDIAN(reps, out, body)                                                                                   \
