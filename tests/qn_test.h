@@ -24,6 +24,31 @@ static inline float qn_test_uniform(uint64_t *state)
     return (float)((double)(qn_test_next(state) >> 40) * (1.0 / 16777216.0)) * 2.0f - 1.0f;
 }
 
+/* Squared L2 distance of two dim-float vectors, accumulated in double (the oracle of the kernels). */
+static inline double qn_test_sq_dist(const float *x, const float *c, size_t dim)
+{
+    double s = 0.0;
+    size_t t;
+    for (t = 0; t < dim; t++) {
+        double e = (double)x[t] - (double)c[t];
+        s += e * e;
+    }
+    return s;
+}
+
+/* The smallest qn_test_sq_dist from x to the k rows of c (k >= 1). */
+static inline double qn_test_min_sq_dist(const float *x, const float *c, size_t k, size_t dim)
+{
+    double best = qn_test_sq_dist(x, c, dim);
+    size_t j;
+    for (j = 1; j < k; j++) {
+        double d = qn_test_sq_dist(x, c + j * dim, dim);
+        if (d < best)
+            best = d;
+    }
+    return best;
+}
+
 /*
  * A counting allocator for qn_context_create_ex that can be told to fail:
  * allocation number fail_from (1-based) and every later one return NULL

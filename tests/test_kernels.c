@@ -70,29 +70,6 @@ static uint32_t *alloc_u(size_t count, uint32_t **base)
 /* Oracle                                                                     */
 /* ------------------------------------------------------------------------- */
 
-static double oracle_dist(const float *x, const float *c, size_t dim)
-{
-    double s = 0.0;
-    size_t t;
-    for (t = 0; t < dim; t++) {
-        double e = (double)x[t] - (double)c[t];
-        s += e * e;
-    }
-    return s;
-}
-
-static double oracle_min(const float *x, const float *c, size_t k, size_t dim)
-{
-    double best = oracle_dist(x, c, dim);
-    size_t j;
-    for (j = 1; j < k; j++) {
-        double d = oracle_dist(x, c + j * dim, dim);
-        if (d < best)
-            best = d;
-    }
-    return best;
-}
-
 /* ------------------------------------------------------------------------- */
 /* One shape                                                                  */
 /* ------------------------------------------------------------------------- */
@@ -144,8 +121,8 @@ static void check_shape(const qn_kernels *table, const qn_kernels *scalar, shape
         REQUIRE(codes2[i] == codes[i],
                 "%s n=%zu k=%zu dim=%zu row %zu: code %u without dists, %u with", table->name, n,
                 k, dim, i, (unsigned)codes2[i], (unsigned)codes[i]);
-        chosen = oracle_dist(xi, c + (size_t)codes[i] * dim, dim);
-        best = oracle_min(xi, c, k, dim);
+        chosen = qn_test_sq_dist(xi, c + (size_t)codes[i] * dim, dim);
+        best = qn_test_min_sq_dist(xi, c, k, dim);
         REQUIRE(absd((double)dists[i] - chosen) <= 1e-5 * chosen + 1e-6,
                 "%s n=%zu k=%zu dim=%zu ldx=%zu row %zu: reported %.9g, distance of code %u is "
                 "%.9g",

@@ -67,29 +67,6 @@ static void norms(const float *c, size_t k, size_t dim, float *cn)
     }
 }
 
-static double true_dist(const float *x, const float *c, size_t dim)
-{
-    double s = 0.0;
-    size_t t;
-    for (t = 0; t < dim; t++) {
-        double e = (double)x[t] - (double)c[t];
-        s += e * e;
-    }
-    return s;
-}
-
-static double true_min(const float *x, const float *c, size_t k, size_t dim)
-{
-    double best = true_dist(x, c, dim);
-    size_t j;
-    for (j = 1; j < k; j++) {
-        double d = true_dist(x, c + j * dim, dim);
-        if (d < best)
-            best = d;
-    }
-    return best;
-}
-
 typedef struct shape {
     size_t n, k, dim, ldx;
 } shape;
@@ -135,8 +112,8 @@ static void check_shape(const qn_kernels *table, shape sh, uint64_t seed)
         REQUIRE(codes2[i] == codes[i],
                 "%s n=%zu k=%zu dim=%zu row %zu: code %u without dists, %u with", table->name, n,
                 k, dim, i, (unsigned)codes2[i], (unsigned)codes[i]);
-        chosen = true_dist(xi, c + (size_t)codes[i] * dim, dim);
-        best = true_min(xi, c, k, dim);
+        chosen = qn_test_sq_dist(xi, c + (size_t)codes[i] * dim, dim);
+        best = qn_test_min_sq_dist(xi, c, k, dim);
         REQUIRE(chosen <= best * (1.0 + CHOICE_REL) + CHOICE_ABS,
                 "%s n=%zu k=%zu dim=%zu ldx=%zu row %zu: code %u at %.9g, minimum is %.9g",
                 table->name, n, k, dim, ldx, i, (unsigned)codes[i], chosen, best);
@@ -278,13 +255,13 @@ START_TEST(exact_ties_pick_lowest_index)
                      * the cancellation floor of ||x||^2 + d: the float dot and norms
                      * carry the worst-case summation error (dim + 2) eps (||x||^2 +
                      * ||c||^2), which exceeds 1e-5 from dim ~ 50 up. */
-                    const double td = true_dist(x + i * ldx, c + dups[0] * dim, dim);
+                    const double td = qn_test_sq_dist(x + i * ldx, c + dups[0] * dim, dim);
                     const double floor_ = (double)(dim + 2) * FLT_EPSILON *
-                                          (true_dist(x + i * ldx, zeros, dim) + (double)cn[dups[0]]);
+                                          (qn_test_sq_dist(x + i * ldx, zeros, dim) + (double)cn[dups[0]]);
                     REQUIRE(dists[i] >= 0.0f &&
                                 absd((double)dists[i] - td) <= DIST_REL * td + DIST_ABS + floor_,
                             "%s dim=%zu row %zu: distance %.9g, true %.9g", table->name, dim, i,
-                            (double)dists[i], true_dist(x + i * ldx, c + dups[0] * dim, dim));
+                            (double)dists[i], qn_test_sq_dist(x + i * ldx, c + dups[0] * dim, dim));
                 }
                 free(xb);
                 free(cb);
