@@ -745,12 +745,12 @@ static void qn_layer_grad_row(const qn_layer *l, const uint64_t *bits, size_t bi
  * only), sample the mask into the workspace and build W_eff there. With
  * `from_forward` the refresh counters advance.
  */
-static qn_status qn_layer_prepare(qn_layer *l, uint64_t step, int from_forward, int build, unsigned char *ws,
+static qn_status qn_layer_prepare(qn_layer *l, uint64_t step, int from_forward, unsigned char *ws,
                                   const qn_ws_layout *lay)
 {
     qn_status st;
     uint64_t *bits = (uint64_t *)(ws + lay->mask);
-    if (l->eff_valid && l->eff_step == step && !from_forward && (l->eff_dense || !build))
+    if (l->eff_valid && l->eff_step == step && !from_forward)
         return QN_OK;
     if (l->noise == QN_NOISE_SCALAR) {
         if (from_forward || !l->sq_valid) {
@@ -767,11 +767,8 @@ static qn_status qn_layer_prepare(qn_layer *l, uint64_t step, int from_forward, 
     }
     if (l->kind != QN_LAYER_EMBEDDING)
         qn_layer_sample_mask(l, step, bits);
-    l->eff_dense = 0;
-    if (build && qn_layer_needs_weff(l)) {
+    if (qn_layer_needs_weff(l))
         qn_layer_build_rows(l, bits, 0, l->rows, (float *)(ws + lay->weff));
-        l->eff_dense = 1;
-    }
     if (from_forward) {
         if (l->noise == QN_NOISE_SCALAR)
             l->sq_count++;
@@ -1197,14 +1194,14 @@ QN_API qn_status qn_layer_forward_noisy(qn_layer *layer, size_t batch, const voi
         const int64_t *idx = (const int64_t *)x;
         size_t i;
         /* refresh qparams / codebook when due; the rows are built on the fly */
-        st = qn_layer_prepare(layer, step, 1, 1, ws, &lay);
+        st = qn_layer_prepare(layer, step, 1, ws, &lay);
         if (st != QN_OK)
             return st;
         for (i = 0; i < batch; i++)
             qn_embedding_row(layer, (size_t)idx[i], step, (uint64_t *)(ws + lay.mask), y + i * layer->cols);
         return QN_OK;
     }
-    st = qn_layer_prepare(layer, step, 1, 1, ws, &lay);
+    st = qn_layer_prepare(layer, step, 1, ws, &lay);
     if (st != QN_OK)
         return st;
     weff = (const float *)(ws + lay.weff);
@@ -1258,7 +1255,7 @@ QN_API qn_status qn_layer_backward(qn_layer *layer, size_t batch, const void *x,
     if (!ws)
         return st;
     if (noisy) {
-        st = qn_layer_prepare(l, step, 0, 1, ws, &lay);
+        st = qn_layer_prepare(l, step, 0, ws, &lay);
         if (st != QN_OK)
             return st;
     }

@@ -58,7 +58,6 @@ struct qn_layer {
     /* W_eff + mask cache from the last noisy forward */
     int eff_valid;
     uint64_t eff_step;
-    int eff_dense; /* the W_eff region holds W_eff (not only the mask) */
 };
 
 #endif /* QN_LAYER_INTERNAL_H */
