@@ -71,22 +71,17 @@ static qn_status qn_layer_new(qn_context *ctx, qn_layer_kind kind, size_t rows, 
 
 QN_API qn_status qn_layer_create_linear(qn_context *ctx, size_t in_features, size_t out_features, qn_layer **out)
 {
-    qn_status st;
     if (!ctx || !out)
         return ctx ? qn_fail(ctx, QN_ERR_INVALID_ARG, "qn_layer_create_linear: out is NULL") : QN_ERR_INVALID_ARG;
     *out = NULL;
     if (in_features == 0 || out_features == 0)
         return qn_fail(ctx, QN_ERR_INVALID_ARG, "qn_layer_create_linear: in_features (%zu) and out_features (%zu) must be positive",
                        in_features, out_features);
-    st = qn_layer_new(ctx, QN_LAYER_LINEAR, out_features, in_features, out);
-    if (st == QN_OK)
-        (*out)->in_features = in_features;
-    return st;
+    return qn_layer_new(ctx, QN_LAYER_LINEAR, out_features, in_features, out);
 }
 
 QN_API qn_status qn_layer_create_embedding(qn_context *ctx, size_t num_embeddings, size_t dim, qn_layer **out)
 {
-    qn_status st;
     if (!ctx || !out)
         return ctx ? qn_fail(ctx, QN_ERR_INVALID_ARG, "qn_layer_create_embedding: out is NULL") : QN_ERR_INVALID_ARG;
     *out = NULL;
@@ -95,10 +90,7 @@ QN_API qn_status qn_layer_create_embedding(qn_context *ctx, size_t num_embedding
                        num_embeddings, dim);
     if (num_embeddings > (size_t)INT64_MAX)
         return qn_fail(ctx, QN_ERR_INVALID_ARG, "qn_layer_create_embedding: num_embeddings exceeds int64 indices");
-    st = qn_layer_new(ctx, QN_LAYER_EMBEDDING, num_embeddings, dim, out);
-    if (st == QN_OK)
-        (*out)->in_features = num_embeddings;
-    return st;
+    return qn_layer_new(ctx, QN_LAYER_EMBEDDING, num_embeddings, dim, out);
 }
 
 QN_API qn_status qn_layer_create_conv2d(qn_context *ctx, size_t in_channels, size_t out_channels, size_t kernel_h,
@@ -123,7 +115,6 @@ QN_API qn_status qn_layer_create_conv2d(qn_context *ctx, size_t in_channels, siz
     st = qn_layer_new(ctx, QN_LAYER_CONV2D, out_channels, cols, out);
     if (st == QN_OK) {
         qn_layer *l = *out;
-        l->in_features = in_channels;
         l->cin = in_channels;
         l->cout = out_channels;
         l->kh = kernel_h;
@@ -412,7 +403,6 @@ QN_API qn_status qn_layer_set_pq_noise(qn_layer *layer, size_t n_centroids, unsi
 
 typedef struct qn_ws_layout {
     size_t weff, mask, scratch, total; /* byte offsets; scratch = im2col columns / grad buffer */
-    size_t scratch_bytes;
 } qn_ws_layout;
 
 static int qn_layer_needs_weff(const qn_layer *l)
@@ -449,7 +439,6 @@ static qn_status qn_layer_layout(const qn_layer *l, size_t batch, qn_ws_layout *
     lay->mask = t;
     t += QN_ALIGN_UP(mask_bytes);
     lay->scratch = t;
-    lay->scratch_bytes = scratch;
     t += QN_ALIGN_UP(scratch);
     (void)batch; /* nothing scales with the batch today; kept for the contract */
     lay->total = t ? t : QN_ALIGN;
@@ -577,7 +566,6 @@ static qn_status qn_layer_refresh_pq(qn_layer *l)
     qn_free(l->ctx, codes32);
     qn_free(l->ctx, l->pq_centroids);
     l->pq_centroids = cent;
-    l->pq_k_used = k;
     l->pq_valid = 1;
     qn_log(l->ctx, QN_LOG_DEBUG, "PQ noise: k-means K=%zu bs=%zu over %zu blocks, mse %g", k, l->bs, l->nblocks,
            res.objective);

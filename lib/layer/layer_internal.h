@@ -16,7 +16,6 @@ struct qn_layer {
     qn_layer_kind kind;
     /* the weight viewed as a matrix rows x cols; blocks run along cols */
     size_t rows, cols;
-    size_t in_features; /* linear: in, embedding: num_embeddings, conv: in_channels */
     /* conv2d geometry */
     size_t cin, cout, kh, kw, sh, sw, ph, pw, dh, dw, groups;
     size_t ih, iw, oh, ow; /* ih == 0 until set */
@@ -50,7 +49,6 @@ struct qn_layer {
     int pq_valid;
     float *pq_centroids; /* k * bs */
     uint16_t *pq_codes;  /* nblocks */
-    size_t pq_k_used;
     /* workspace */
     unsigned char *ws;
     size_t ws_bytes;
