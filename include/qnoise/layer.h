@@ -175,6 +175,90 @@ QN_API qn_status qn_layer_mask_size(const qn_layer *layer, size_t *n_blocks, siz
 QN_API qn_status qn_layer_export_mask(const qn_layer *layer, uint64_t step, uint8_t *bits,
                                       size_t n_bytes, size_t *n_noised);
 
+/*
+ * PQ-compressed layers (iPQ). Compressing runs k-means over the blocks of the
+ * bound weight and switches the layer to W_hat[block b] = centroid[code[b]]:
+ * forward, forward_noisy (no noise on a compressed layer) and backward use
+ * W_hat; the assignments are frozen and backward's `dweight` receives the
+ * centroid gradients (K x block_size floats, +=) instead of weight gradients,
+ * which the caller's optimizer applies to the layer's centroid buffer.
+ * Codes are in block order (b = row * (cols / block_size) + j, as the masks).
+ */
+
+/** How backward reduces dL/dW_hat over the blocks assigned to one centroid. Values are pinned. */
+typedef enum qn_centroid_grad {
+    QN_CENTROID_GRAD_MEAN = 0, /**< mean over the assigned blocks (default; the paper's) */
+    QN_CENTROID_GRAD_SUM = 1   /**< sum over the assigned blocks (fairseq's PQLinear) */
+} qn_centroid_grad;
+
+/**
+ * Compress the bound weight with PQ: @p n_centroids (2..65536, at most the
+ * number of blocks) centroids of @p block_size floats (dividing the blocked
+ * axis), k-means with @p iterations (>= 1) and @p seed. On error the layer is
+ * unchanged. Compressing again replaces the previous compression.
+ */
+QN_API qn_status qn_layer_compress_pq(qn_layer *layer, size_t block_size, size_t n_centroids,
+                                      unsigned iterations, uint64_t seed);
+
+/**
+ * Compress with a given codebook (K x block_size floats, finite) and codes
+ * (one per block, < K), e.g. reloaded from a file; nothing is trained.
+ */
+QN_API qn_status qn_layer_set_pq(qn_layer *layer, size_t block_size, size_t n_centroids,
+                                 const float *centroids, const uint16_t *codes);
+
+/** Return a compressed layer to its dense bound weight (no-op when not compressed). */
+QN_API qn_status qn_layer_decompress(qn_layer *layer);
+
+/** Whether the layer is PQ-compressed: *compressed = 1 or 0. */
+QN_API qn_status qn_layer_is_compressed(const qn_layer *layer, int *compressed);
+
+/** Block size, centroids and blocks of a compressed layer (QN_ERR_NOT_TRAINED otherwise); outs may be NULL. */
+QN_API qn_status qn_layer_get_pq_shape(const qn_layer *layer, size_t *block_size, size_t *n_centroids,
+                                       size_t *n_blocks);
+
+/**
+ * The layer's centroid buffer (K x block_size floats) for the caller's
+ * optimizer to update in place between steps; valid until the layer is
+ * compressed again, decompressed or destroyed. Values must stay finite.
+ */
+QN_API qn_status qn_layer_pq_centroids(qn_layer *layer, float **centroids);
+
+/** Copy the codes (n_blocks, block order) of a compressed layer into @p codes. */
+QN_API qn_status qn_layer_get_pq_codes(const qn_layer *layer, uint16_t *codes, size_t n_blocks);
+
+/** Copy the number of blocks assigned to each centroid (K entries) into @p counts. */
+QN_API qn_status qn_layer_get_pq_counts(const qn_layer *layer, uint32_t *counts, size_t n_centroids);
+
+/** Centroid gradient reduction of a compressed layer's backward (default mean). */
+QN_API qn_status qn_layer_set_centroid_grad(qn_layer *layer, qn_centroid_grad mode);
+
+/** Write the dense weight a compressed layer computes with (rows x cols, the weight's layout). */
+QN_API qn_status qn_layer_decode_weight(const qn_layer *layer, float *weight, size_t count);
+
+/**
+ * Error of a compressed layer against its bound weight W: relative MSE
+ * ||W - W_hat||^2 / ||W||^2 and SNR = -10 log10(relative MSE) in dB (+inf
+ * when exact). Either out pointer may be NULL.
+ */
+QN_API qn_status qn_layer_pq_error(const qn_layer *layer, double *rel_mse, double *snr_db);
+
+/**
+ * Store the codebook of a compressed layer as int8 with one scale (and zero
+ * point for QN_QSCHEME_AFFINE) per codebook: the centroids are rounded to that
+ * grid in place, so forward uses exactly the int8 values. @p mse (may be NULL)
+ * receives the mean squared decode error per centroid coordinate.
+ */
+QN_API qn_status qn_layer_pq_codebook_int8(qn_layer *layer, qn_qscheme scheme, double *mse);
+
+/**
+ * The int8 codebook of the current centroids under the grid chosen by
+ * qn_layer_pq_codebook_int8 (QN_ERR_NOT_TRAINED before): values (K x
+ * block_size), scale and zero point with centroid = (value - zero_point) * scale.
+ */
+QN_API qn_status qn_layer_get_pq_codebook_int8(const qn_layer *layer, int8_t *values, size_t count,
+                                               float *scale, int32_t *zero_point);
+
 #ifdef __cplusplus
 }
 #endif

@@ -8,6 +8,7 @@
 #define QNOISE_QNOISE_H
 
 #include <qnoise/common.h>
+#include <qnoise/ipq.h>
 #include <qnoise/kernels.h>
 #include <qnoise/layer.h>
 #include <qnoise/pq.h>

@@ -157,6 +157,7 @@ QN_API void qn_layer_destroy(qn_layer *layer)
         return;
     ctx = layer->ctx;
     qn_layer_drop_quant_state(layer);
+    qn_layer_pq_drop(layer);
     if (layer->ws_owned)
         qn_free(ctx, layer->ws);
     qn_free(ctx, layer);
@@ -407,7 +408,8 @@ typedef struct qn_ws_layout {
 
 static int qn_layer_needs_weff(const qn_layer *l)
 {
-    return l->kind != QN_LAYER_EMBEDDING && l->noise != QN_NOISE_NONE && l->p > 0.0f;
+    /* a compressed layer decodes W_hat into the same region */
+    return l->kind != QN_LAYER_EMBEDDING && (l->cq || (l->noise != QN_NOISE_NONE && l->p > 0.0f));
 }
 
 static qn_status qn_layer_layout(const qn_layer *l, size_t batch, qn_ws_layout *lay)
@@ -420,7 +422,8 @@ static qn_status qn_layer_layout(const qn_layer *l, size_t batch, qn_ws_layout *
     memset(lay, 0, sizeof *lay);
     switch (l->kind) {
     case QN_LAYER_LINEAR:
-        scratch = 0; /* the noisy backward saves blocks into the W_eff region */
+        /* the noisy backward saves blocks into the W_eff region; a compressed one needs dW_hat */
+        scratch = l->cq ? wbytes : 0;
         break;
     case QN_LAYER_CONV2D:
         if (l->ih == 0)
@@ -1122,6 +1125,115 @@ static void qn_linear_noisy_dw(const qn_layer *l, const uint64_t *bits, float *s
     }
 }
 
+static void qn_bias_grad(const qn_layer *l, size_t batch, size_t per, const float *dy, float *dbias)
+{
+    size_t n, o, i;
+    for (n = 0; n < batch; n++) {
+        for (o = 0; o < l->rows; o++) {
+            const float *d = dy + (n * l->rows + o) * per;
+            float s = 0.0f;
+            for (i = 0; i < per; i++)
+                s += d[i];
+            dbias[o] += s;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* PQ-compressed forward / backward (layer_pq.c holds the state)                                  */
+
+static qn_status qn_layer_forward_pq(qn_layer *l, size_t batch, const void *x, float *y)
+{
+    qn_ws_layout lay;
+    unsigned char *ws;
+    qn_status st;
+    float *what;
+    if (l->kind == QN_LAYER_EMBEDDING) {
+        const int64_t *idx = (const int64_t *)x;
+        size_t i;
+        for (i = 0; i < batch; i++)
+            qn_layer_pq_decode_row(l, (size_t)idx[i], y + i * l->cols);
+        return QN_OK;
+    }
+    st = qn_layer_layout(l, batch, &lay);
+    if (st != QN_OK)
+        return st;
+    ws = qn_layer_ws(l, lay.total, "qn_layer_forward", &st);
+    if (!ws)
+        return st;
+    what = (float *)(ws + lay.weff);
+    qn_layer_pq_decode(l, what);
+    if (l->kind == QN_LAYER_LINEAR)
+        qn_linear_fwd(l, batch, (const float *)x, what, y);
+    else
+        qn_conv_fwd(l, batch, (const float *)x, what, y, (float *)(ws + lay.scratch));
+    l->eff_valid = 1; /* W_hat stays for the backward of this step */
+    return QN_OK;
+}
+
+static qn_status qn_layer_backward_pq(qn_layer *l, size_t batch, const void *x, const float *dy, float *dx,
+                                      float *dc, float *dbias)
+{
+    qn_ws_layout lay;
+    unsigned char *ws;
+    qn_status st;
+    const float *what;
+    float *g;
+    if (l->kind == QN_LAYER_EMBEDDING) {
+        const int64_t *idx = (const int64_t *)x;
+        size_t i, nbr = l->cols / l->cq_bs;
+        for (i = 0; i < batch; i++)
+            qn_layer_pq_reduce_grad(l, (size_t)idx[i] * nbr, nbr, dy + i * l->cols, dc);
+        return QN_OK;
+    }
+    st = qn_layer_layout(l, batch, &lay);
+    if (st != QN_OK)
+        return st;
+    ws = qn_layer_ws(l, lay.total, "qn_layer_backward", &st);
+    if (!ws)
+        return st;
+    if (!l->eff_valid)
+        qn_layer_pq_decode(l, (float *)(ws + lay.weff));
+    what = (const float *)(ws + lay.weff);
+    if (l->kind == QN_LAYER_LINEAR) {
+        int M = (int)batch, R = (int)l->rows, C = (int)l->cols;
+        g = (float *)(ws + lay.scratch);
+        if (dx)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, C, R, 1.0f, dy, R, what, C, 0.0f, dx, C);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, R, C, M, 1.0f, dy, R, (const float *)x, C, 0.0f, g, C);
+        if (dbias)
+            qn_bias_grad(l, batch, 1, dy, dbias);
+    } else {
+        const float *xf = (const float *)x;
+        size_t ohw = l->oh * l->ow, og = l->cout / l->groups, n, gi;
+        size_t in_ps = l->cin * l->ih * l->iw, out_ps = l->cout * ohw;
+        float *cols = (float *)(ws + lay.scratch);
+        g = (float *)(ws + lay.scratch + QN_ALIGN_UP(l->cols * ohw * sizeof(float)));
+        memset(g, 0, l->rows * l->cols * sizeof(float));
+        if (dx)
+            memset(dx, 0, batch * in_ps * sizeof(float));
+        for (n = 0; n < batch; n++) {
+            const float *dyn = dy + n * out_ps;
+            for (gi = 0; gi < l->groups; gi++) {
+                const float *dyg = dyn + gi * og * ohw;
+                qn_im2col(l, xf + n * in_ps, gi, cols);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)og, (int)l->cols, (int)ohw, 1.0f, dyg,
+                            (int)ohw, cols, (int)ohw, 1.0f, g + gi * og * l->cols, (int)l->cols);
+                if (dx) {
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)l->cols, (int)ohw, (int)og, 1.0f,
+                                what + gi * og * l->cols, (int)l->cols, dyg, (int)ohw, 0.0f, cols, (int)ohw);
+                    qn_col2im(l, cols, gi, dx + n * in_ps);
+                }
+            }
+        }
+        if (dbias)
+            qn_bias_grad(l, batch, ohw, dy, dbias);
+    }
+    qn_layer_pq_reduce_grad(l, 0, l->cq_nblocks, g, dc);
+    l->eff_valid = 0; /* the optimizer may move the centroids now */
+    return QN_OK;
+}
+
 /* ---------------------------------------------------------------------------------------------- */
 /* public forward / backward                                                                      */
 
@@ -1135,6 +1247,8 @@ QN_API qn_status qn_layer_forward(qn_layer *layer, size_t batch, const void *x, 
     st = qn_layer_check_io(layer, batch, x, y, "qn_layer_forward");
     if (st != QN_OK)
         return st;
+    if (layer->cq)
+        return qn_layer_forward_pq(layer, batch, x, y);
     switch (layer->kind) {
     case QN_LAYER_LINEAR:
         qn_linear_fwd(layer, batch, (const float *)x, layer->w, y);
@@ -1170,7 +1284,7 @@ QN_API qn_status qn_layer_forward_noisy(qn_layer *layer, size_t batch, const voi
     st = qn_layer_check_io(layer, batch, x, y, "qn_layer_forward_noisy");
     if (st != QN_OK)
         return st;
-    if (layer->noise == QN_NOISE_NONE || layer->p == 0.0f)
+    if (layer->cq || layer->noise == QN_NOISE_NONE || layer->p == 0.0f)
         return qn_layer_forward(layer, batch, x, y);
     st = qn_layer_layout(layer, batch, &lay);
     if (st != QN_OK)
@@ -1200,20 +1314,6 @@ QN_API qn_status qn_layer_forward_noisy(qn_layer *layer, size_t batch, const voi
     return QN_OK;
 }
 
-static void qn_bias_grad(const qn_layer *l, size_t batch, size_t per, const float *dy, float *dbias)
-{
-    size_t n, o, i;
-    for (n = 0; n < batch; n++) {
-        for (o = 0; o < l->rows; o++) {
-            const float *d = dy + (n * l->rows + o) * per;
-            float s = 0.0f;
-            for (i = 0; i < per; i++)
-                s += d[i];
-            dbias[o] += s;
-        }
-    }
-}
-
 QN_API qn_status qn_layer_backward(qn_layer *layer, size_t batch, const void *x, const float *dy, float *dx,
                                    float *dweight, float *dbias, uint64_t step)
 {
@@ -1235,6 +1335,8 @@ QN_API qn_status qn_layer_backward(qn_layer *layer, size_t batch, const void *x,
         return qn_fail(l->ctx, QN_ERR_INVALID_ARG, "qn_layer_backward: an embedding has no dx (pass NULL)");
     if (l->kind == QN_LAYER_EMBEDDING && dbias)
         return qn_fail(l->ctx, QN_ERR_INVALID_ARG, "qn_layer_backward: an embedding has no bias gradient (pass NULL)");
+    if (l->cq)
+        return qn_layer_backward_pq(l, batch, x, dy, dx, dweight, dbias);
     noisy = l->noise != QN_NOISE_NONE && l->p > 0.0f;
     st = qn_layer_layout(l, batch, &lay);
     if (st != QN_OK)
