@@ -6,8 +6,11 @@
  *
  * Task: 4 Gaussian classes in 32 dimensions (means drawn once, unit noise).
  * Model: 32 -> 64 (ReLU) -> 4, softmax cross-entropy. Proxy noise p = 0.1,
- * block 4 on both layers. Exits 0 when the loss at least halves and the clean
- * test accuracy beats 80%; prints one line per epoch.
+ * block 4 on both layers. Then iPQ: fc1 then fc2 are compressed to K = 16
+ * centroids of 4 weights (1 bit per weight) in two stages, with one epoch of
+ * centroid fine-tuning after each, and int8 codebooks; the size report is
+ * printed. Exits 0 when the loss at least halves, the clean test accuracy
+ * beats 80% and the compressed one 70%; prints one line per epoch.
  *
  * usage: qnoise-example-mlp [epochs]
  */
@@ -88,6 +91,21 @@ static qn_status evaluate(qn_layer *fc1, qn_layer *fc2, const float *x, const in
     return QN_OK;
 }
 
+/* SGD on a layer's trainable parameters: its weight, or its centroids once compressed. */
+static void sgd(qn_layer *l, float *w, const float *dw, size_t n, float lr)
+{
+    int cq = 0;
+    float *c = NULL;
+    size_t bs = 0, k = 0, i;
+    if (qn_layer_is_compressed(l, &cq) == QN_OK && cq && qn_layer_pq_centroids(l, &c) == QN_OK &&
+        qn_layer_get_pq_shape(l, &bs, &k, NULL) == QN_OK) {
+        w = c;
+        n = k * bs;
+    }
+    for (i = 0; i < n; i++)
+        w[i] -= lr * dw[i];
+}
+
 static int check(qn_status st, const char *what)
 {
     if (st != QN_OK) {
@@ -108,6 +126,10 @@ int main(int argc, char **argv)
     static float hte[TRAIN * HID], lte[TRAIN * CLASSES];
     qn_context *ctx = NULL;
     qn_layer *fc1 = NULL, *fc2 = NULL;
+    qn_ipq *ipq = NULL;
+    static char report[4096];
+    size_t report_len = 0;
+    int float_ok = 0;
     double first_loss = 0, loss = 0, final_loss = 0;
     const float lr = 0.1f;
     uint64_t step = 0;
@@ -134,7 +156,8 @@ int main(int argc, char **argv)
     if (check(evaluate(fc1, fc2, xtr, ytr, TRAIN, hte, lte, &first_loss, &correct), "initial loss"))
         goto out;
     printf("before training: train loss %.4f\n", first_loss);
-    for (e = 0; e < epochs; e++) {
+    /* `epochs` epochs with Quant-Noise, then one fine-tuning epoch after each of the two iPQ stages */
+    for (e = 0; e < epochs + 2; e++) {
         loss = 0;
         for (b = 0; b + BATCH <= TRAIN; b += BATCH, step++) {
             const float *xb = xtr + b * DIM;
@@ -155,28 +178,46 @@ int main(int argc, char **argv)
                 da[i] = h[i] > 0 ? da[i] : 0;
             if (check(qn_layer_backward(fc1, BATCH, xb, da, NULL, dw1, db1, step), "backward fc1"))
                 goto out;
-            for (i = 0; i < HID * DIM; i++)
-                w1[i] -= lr * dw1[i];
+            sgd(fc1, w1, dw1, HID * DIM, lr);
+            sgd(fc2, w2, dw2, CLASSES * HID, lr);
             for (i = 0; i < HID; i++)
                 b1[i] -= lr * db1[i];
-            for (i = 0; i < CLASSES * HID; i++)
-                w2[i] -= lr * dw2[i];
             for (i = 0; i < CLASSES; i++)
                 b2[i] -= lr * db2[i];
         }
         loss /= TRAIN;
-        printf("epoch %d  noisy train loss %.4f\n", e + 1, loss);
+        if (e < epochs)
+            printf("epoch %d  noisy train loss %.4f\n", e + 1, loss);
+        else
+            printf("iPQ stage %d compressed, fine-tuning epoch: train loss %.4f\n", e - epochs + 1, loss);
+        if (e + 1 == epochs) {
+            /* evaluation of the float model: clean weights, no mask */
+            if (check(evaluate(fc1, fc2, xtr, ytr, TRAIN, hte, lte, &final_loss, &correct), "final loss") ||
+                check(evaluate(fc1, fc2, xte, yte, TEST, hte, lte, &loss, &correct), "test"))
+                goto out;
+            printf("clean train loss %.4f -> %.4f, test accuracy %.1f%%\n", first_loss, final_loss,
+                   100.0 * correct / TEST);
+            float_ok = final_loss < 0.5 * first_loss && correct > 0.8 * TEST;
+            if (check(qn_ipq_create(ctx, &ipq), "ipq") ||
+                check(qn_ipq_add_layer(ipq, fc1, "fc1", 0, 4, 16), "ipq fc1") ||
+                check(qn_ipq_add_layer(ipq, fc2, "fc2", 1, 4, 16), "ipq fc2"))
+                goto out;
+        }
+        if (e + 1 >= epochs && e + 1 < epochs + 2 && check(qn_ipq_advance(ipq, NULL), "ipq stage"))
+            goto out;
     }
 
-    /* evaluation: clean weights, no mask */
-    if (check(evaluate(fc1, fc2, xtr, ytr, TRAIN, hte, lte, &final_loss, &correct), "final loss") ||
-        check(evaluate(fc1, fc2, xte, yte, TEST, hte, lte, &loss, &correct), "test"))
+    /* the compressed model, with int8 codebooks */
+    if (check(qn_ipq_codebooks_int8(ipq, QN_QSCHEME_SYMMETRIC, NULL), "int8 codebooks") ||
+        check(evaluate(fc1, fc2, xte, yte, TEST, hte, lte, &loss, &correct), "compressed test") ||
+        check(qn_ipq_report(ipq, report, sizeof report, &report_len), "report"))
         goto out;
-    printf("clean train loss %.4f -> %.4f, test accuracy %.1f%%\n", first_loss, final_loss, 100.0 * correct / TEST);
-    rc = (final_loss < 0.5 * first_loss && correct > 0.8 * TEST) ? 0 : 1;
+    printf("iPQ (K = 16, block 4) + int8 codebooks: test accuracy %.1f%%\n%s", 100.0 * correct / TEST, report);
+    rc = (float_ok && correct > 0.7 * TEST) ? 0 : 1;
     if (rc)
         fprintf(stderr, "training did not converge as expected\n");
 out:
+    qn_ipq_destroy(ipq);
     qn_layer_destroy(fc1);
     qn_layer_destroy(fc2);
     qn_context_destroy(ctx);
