@@ -60,22 +60,25 @@ setup "$out/gcc" -Dbuildtype=debugoptimized
 meson compile -C "$out/gcc"
 run "$out/gcc" "gcc: all suites"
 # 2. scalar kernels only
-run "$out/gcc" "gcc: QN_ISA=scalar" --setup scalar --suite api --suite kernels --suite quant --suite examples
+run "$out/gcc" "gcc: QN_ISA=scalar" --setup scalar --suite api --suite kernels --suite quant --suite format --suite examples
 # 3. clang
 if command -v clang >/dev/null; then
   CC=clang CXX=clang++ setup "$out/clang" -Dbuildtype=debugoptimized
   meson compile -C "$out/clang"
-  run "$out/clang" "clang: api+kernels+quant+examples" --suite api --suite kernels --suite quant --suite examples
+  run "$out/clang" "clang: api+kernels+quant+format+tool+examples" --suite api --suite kernels --suite quant \
+    --suite format --suite tool --suite examples
 fi
 # 4. ASan + UBSan
 setup "$out/asan" -Dbuildtype=debug -Db_sanitize=address,undefined -Db_lundef=false \
   -Dc_args=-fno-sanitize-recover=all -Dcpp_args=-fno-sanitize-recover=all
 meson compile -C "$out/asan"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  run "$out/asan" "asan+ubsan: api+kernels+quant+examples" --suite api --suite kernels --suite quant --suite examples
+  run "$out/asan" "asan+ubsan: api+kernels+quant+format+tool+examples" --suite api --suite kernels --suite quant \
+    --suite format --suite tool --suite examples
 # 5. valgrind
 if command -v valgrind >/dev/null; then
-  run "$out/gcc" "valgrind (QN_ISA=avx2): api+kernels+quant+examples" --setup valgrind --suite api --suite kernels --suite quant --suite examples
+  run "$out/gcc" "valgrind (QN_ISA=avx2): api+kernels+quant+format+examples" --setup valgrind --suite api --suite kernels \
+    --suite quant --suite format --suite examples
 fi
 
 echo

@@ -12,6 +12,7 @@
 #include <qnoise/kernels.h>
 #include <qnoise/layer.h>
 #include <qnoise/pq.h>
+#include <qnoise/qtensor.h>
 #include <qnoise/quant.h>
 #include <qnoise/rng.h>
 

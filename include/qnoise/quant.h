@@ -18,7 +18,7 @@ typedef enum qn_observer {
     QN_OBSERVER_MINMAX = 0,         /**< per tensor: [min(w, 0), max(w, 0)] */
     QN_OBSERVER_PER_CHANNEL = 1,    /**< min-max per output channel (row of the weight) */
     QN_OBSERVER_MOVING_AVERAGE = 2, /**< per tensor, min/max averaged over refreshes (constant 0.01) */
-    QN_OBSERVER_HISTOGRAM = 3       /**< per tensor, 2048-bin histogram, clipping range of least L2 error */
+    QN_OBSERVER_HISTOGRAM = 3       /**< per tensor, 2048-bin histogram, PyTorch's greedy search for the clipping range of least L2 error (may clip isolated outliers) */
 } qn_observer;
 
 /** Integer grid of scalar quantization. Values are pinned. */

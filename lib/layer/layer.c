@@ -21,6 +21,7 @@
 
 #include <qnoise/rng.h>
 
+#include "format/qtensor_internal.h"
 #include "layer/layer_internal.h"
 #include "qn_config.h"
 
@@ -306,7 +307,28 @@ QN_API qn_status qn_layer_bind(qn_layer *layer, float *weight, float *bias)
         return qn_fail(layer->ctx, QN_ERR_INVALID_ARG, "qn_layer_bind: an embedding takes no bias");
     layer->w = weight;
     layer->b = bias;
+    layer->qtb = NULL;
     qn_layer_drop_quant_state(layer);
+    return QN_OK;
+}
+
+QN_API qn_status qn_layer_bind_compressed(qn_layer *layer, const qn_qtensor *weight, const float *bias)
+{
+    static const char fn[] = "qn_layer_bind_compressed";
+    if (!layer)
+        return QN_ERR_INVALID_ARG;
+    if (!weight)
+        return qn_fail(layer->ctx, QN_ERR_INVALID_ARG, "%s: weight is NULL", fn);
+    if (bias && layer->kind == QN_LAYER_EMBEDDING)
+        return qn_fail(layer->ctx, QN_ERR_INVALID_ARG, "%s: an embedding takes no bias", fn);
+    if (weight->rows != layer->rows || weight->cols != layer->cols)
+        return qn_fail(layer->ctx, QN_ERR_INVALID_ARG, "%s: a %zu x %zu tensor for a %zu x %zu weight", fn,
+                       weight->rows, weight->cols, layer->rows, layer->cols);
+    qn_layer_pq_drop(layer);
+    qn_layer_drop_quant_state(layer);
+    layer->qtb = weight;
+    layer->w = NULL;
+    layer->b = bias;
     return QN_OK;
 }
 
@@ -409,7 +431,7 @@ typedef struct qn_ws_layout {
 static int qn_layer_needs_weff(const qn_layer *l)
 {
     /* a compressed layer decodes W_hat into the same region */
-    return l->kind != QN_LAYER_EMBEDDING && (l->cq || (l->noise != QN_NOISE_NONE && l->p > 0.0f));
+    return l->kind != QN_LAYER_EMBEDDING && (l->cq || l->qtb || (l->noise != QN_NOISE_NONE && l->p > 0.0f));
 }
 
 static qn_status qn_layer_layout(const qn_layer *l, size_t batch, qn_ws_layout *lay)
@@ -874,7 +896,7 @@ static void qn_conv_fwd(const qn_layer *l, size_t batch, const float *x, const f
 static qn_status qn_layer_check_io(qn_layer *l, size_t batch, const void *x, const void *y, const char *fn)
 {
     size_t in_ps = 0, out_ps = 0, t;
-    if (!l->w)
+    if (!l->w && !l->qtb)
         return qn_fail(l->ctx, QN_ERR_NOT_TRAINED, "%s: no weight bound (qn_layer_bind)", fn);
     if (!x || !y)
         return qn_fail(l->ctx, QN_ERR_INVALID_ARG, "%s: x and y/dy must not be NULL", fn);
@@ -1151,8 +1173,12 @@ static qn_status qn_layer_forward_pq(qn_layer *l, size_t batch, const void *x, f
     if (l->kind == QN_LAYER_EMBEDDING) {
         const int64_t *idx = (const int64_t *)x;
         size_t i;
-        for (i = 0; i < batch; i++)
-            qn_layer_pq_decode_row(l, (size_t)idx[i], y + i * l->cols);
+        for (i = 0; i < batch; i++) {
+            if (l->qtb)
+                qn_qtensor_decode_rows(l->qtb, (size_t)idx[i], 1, y + i * l->cols);
+            else
+                qn_layer_pq_decode_row(l, (size_t)idx[i], y + i * l->cols);
+        }
         return QN_OK;
     }
     st = qn_layer_layout(l, batch, &lay);
@@ -1162,7 +1188,10 @@ static qn_status qn_layer_forward_pq(qn_layer *l, size_t batch, const void *x, f
     if (!ws)
         return st;
     what = (float *)(ws + lay.weff);
-    qn_layer_pq_decode(l, what);
+    if (l->qtb)
+        qn_qtensor_decode_rows(l->qtb, 0, l->rows, what);
+    else
+        qn_layer_pq_decode(l, what);
     if (l->kind == QN_LAYER_LINEAR)
         qn_linear_fwd(l, batch, (const float *)x, what, y);
     else
@@ -1247,7 +1276,7 @@ QN_API qn_status qn_layer_forward(qn_layer *layer, size_t batch, const void *x, 
     st = qn_layer_check_io(layer, batch, x, y, "qn_layer_forward");
     if (st != QN_OK)
         return st;
-    if (layer->cq)
+    if (layer->cq || layer->qtb)
         return qn_layer_forward_pq(layer, batch, x, y);
     switch (layer->kind) {
     case QN_LAYER_LINEAR:
@@ -1284,7 +1313,7 @@ QN_API qn_status qn_layer_forward_noisy(qn_layer *layer, size_t batch, const voi
     st = qn_layer_check_io(layer, batch, x, y, "qn_layer_forward_noisy");
     if (st != QN_OK)
         return st;
-    if (layer->cq || layer->noise == QN_NOISE_NONE || layer->p == 0.0f)
+    if (layer->cq || layer->qtb || layer->noise == QN_NOISE_NONE || layer->p == 0.0f)
         return qn_layer_forward(layer, batch, x, y);
     st = qn_layer_layout(layer, batch, &lay);
     if (st != QN_OK)
@@ -1335,6 +1364,9 @@ QN_API qn_status qn_layer_backward(qn_layer *layer, size_t batch, const void *x,
         return qn_fail(l->ctx, QN_ERR_INVALID_ARG, "qn_layer_backward: an embedding has no dx (pass NULL)");
     if (l->kind == QN_LAYER_EMBEDDING && dbias)
         return qn_fail(l->ctx, QN_ERR_INVALID_ARG, "qn_layer_backward: an embedding has no bias gradient (pass NULL)");
+    if (l->qtb)
+        return qn_fail(l->ctx, QN_ERR_UNSUPPORTED,
+                       "qn_layer_backward: the layer is bound to a compressed tensor (evaluation only)");
     if (l->cq)
         return qn_layer_backward_pq(l, batch, x, dy, dx, dweight, dbias);
     noisy = l->noise != QN_NOISE_NONE && l->p > 0.0f;

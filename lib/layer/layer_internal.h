@@ -67,6 +67,8 @@ struct qn_layer {
     qn_qscheme cq_i8_scheme;
     float cq_i8_scale;
     int32_t cq_i8_zero;    /* stored-int8 zero point: centroid = (v - zero) * scale */
+    /* eval-only binding to a caller-owned compressed tensor (qn_layer_bind_compressed) */
+    const struct qn_qtensor *qtb;
 };
 
 /* A finished compression waiting to be installed (so that a multi-layer stage commits all or nothing). */
