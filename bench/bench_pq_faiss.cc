@@ -1,6 +1,8 @@
 /*
  * The faiss side of bench_pq: IndexFlatL2 search with k = 1 on the same data,
- * single thread (OpenMP capped at 1 here; bench_pq caps OpenBLAS). Compiled
+ * single thread, and faiss::Clustering (k-means over an IndexFlatL2) with its
+ * per-iteration times at a given OpenMP thread count (OpenMP is capped here;
+ * bench_pq caps OpenBLAS at 1 thread). Compiled
  * only when faiss (a C++ library) is found; faiss is never a dependency of
  * libqnoise itself. The Debian package ships the C API headers but no C API
  * library, hence this small C++ shim with a C interface.
@@ -12,6 +14,7 @@
 
 #include <omp.h>
 
+#include <faiss/Clustering.h>
 #include <faiss/IndexFlat.h>
 
 /* faiss 1.7.3 spells it faiss::Index::idx_t (later versions also faiss::idx_t). */
@@ -20,6 +23,8 @@ typedef faiss::Index::idx_t fidx_t;
 extern "C" {
 void *qn_bench_faiss_new(const float *c, size_t k, size_t dim);
 int qn_bench_faiss_search(void *index, const float *x, size_t n, float *dists, int64_t *labels);
+int qn_bench_faiss_kmeans(const float *x, size_t n, size_t dim, size_t k, int niter, int threads,
+                          double *iter_seconds, double *final_obj);
 void qn_bench_faiss_free(void *index);
 const char *qn_bench_faiss_version(void);
 }
@@ -48,6 +53,41 @@ int qn_bench_faiss_search(void *index, const float *x, size_t n, float *dists, i
     } catch (const std::exception &) {
         return 1;
     }
+}
+
+/*
+ * k-means of the n rows of x into k centroids, niter iterations, on `threads`
+ * OpenMP threads, on all the rows (the default would subsample to 256 per
+ * centroid). iter_seconds[i] = time of iteration i (faiss's cumulative
+ * ClusteringIterationStats::time, differenced); final_obj = its last
+ * objective per row. 0 on success.
+ */
+int qn_bench_faiss_kmeans(const float *x, size_t n, size_t dim, size_t k, int niter, int threads,
+                          double *iter_seconds, double *final_obj)
+{
+    int rc = 0;
+    try {
+        faiss::ClusteringParameters cp;
+        omp_set_num_threads(threads);
+        cp.niter = niter;
+        cp.seed = 1234;
+        cp.verbose = false;
+        cp.max_points_per_centroid = (int)(n / k + 1);
+        faiss::Clustering clus((int)dim, (int)k, cp);
+        faiss::IndexFlatL2 index((fidx_t)dim);
+        clus.train((fidx_t)n, x, index);
+        if (clus.iteration_stats.size() != (size_t)niter) {
+            rc = 1;
+        } else {
+            for (int i = 0; i < niter; i++)
+                iter_seconds[i] = clus.iteration_stats[i].time - (i ? clus.iteration_stats[i - 1].time : 0.0);
+            *final_obj = clus.iteration_stats[niter - 1].obj / (double)n;
+        }
+    } catch (const std::exception &) {
+        rc = 1;
+    }
+    omp_set_num_threads(1);
+    return rc;
 }
 
 void qn_bench_faiss_free(void *index)

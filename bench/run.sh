@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run the benchmarks side by side with OpenBLAS, from a build directory.
-# usage: bench/run.sh [BUILD_DIR] [--quick]
+# usage: [QN_BENCH=layer|pq] bench/run.sh [BUILD_DIR] [--quick]
 #
 # OpenBLAS 0.3.21 (Debian 12) picks its kernels from the CPU model name; on
 # virtual machines that report a generic "Intel Xeon Processor" it falls back
@@ -16,4 +16,9 @@ if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx512f /proc/cpuinfo; then
 fi
 # idle OpenMP threads of the library must not spin while OpenBLAS's threads work
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
-"$build/bench/bench_layer" "$@"
+# QN_BENCH=layer or QN_BENCH=pq runs one of the two programs; both by default
+case "${QN_BENCH:-all}" in
+  layer) "$build/bench/bench_layer" "$@" ;;
+  pq) "$build/bench/bench_pq" "$@" ;;
+  *) "$build/bench/bench_layer" "$@"; "$build/bench/bench_pq" "$@" ;;
+esac

@@ -232,6 +232,32 @@ START_TEST(progress_setter_validates)
 }
 END_TEST
 
+static int never_called_progress_values(void *user, const char *what, uint64_t done, uint64_t total,
+                                        const double *values, size_t n_values)
+{
+    (void)what;
+    (void)done;
+    (void)total;
+    (void)values;
+    (void)n_values;
+    ++*(int *)user;
+    return 0;
+}
+
+START_TEST(progress_values_setter_validates)
+{
+    qn_context *ctx = NULL;
+    int calls = 0;
+    ck_assert_int_eq(qn_context_create(&ctx), QN_OK);
+    ck_assert_int_eq(qn_context_set_progress_values(ctx, never_called_progress_values, &calls), QN_OK);
+    ck_assert_int_eq(qn_context_set_progress_values(ctx, NULL, NULL), QN_OK);
+    ck_assert_int_eq(qn_context_set_progress_values(NULL, never_called_progress_values, &calls),
+                     QN_ERR_INVALID_ARG);
+    ck_assert_int_eq(calls, 0); /* setting a callback never calls it */
+    qn_context_destroy(ctx);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("context");
@@ -246,6 +272,7 @@ int main(void)
     tcase_add_test(tc, environment_caps_kernels);
     tcase_add_test(tc, log_levels_filter_and_errors_are_logged);
     tcase_add_test(tc, progress_setter_validates);
+    tcase_add_test(tc, progress_values_setter_validates);
     suite_add_tcase(s, tc);
     return qn_test_run(s);
 }

@@ -2,8 +2,9 @@
  * k-means (lib/quant/kmeans.c) against expectations computed here: cluster
  * recovery, monotone Lloyd, one Lloyd step against a double-precision
  * reference, hand-computable cases, determinism (seeds, ISAs), empty-cluster
- * repair on duplicated data, subsampling, bad arguments, cancellation and
- * every allocation failing in turn.
+ * repair on duplicated data, subsampling, bad arguments, cancellation,
+ * every allocation failing in turn, the fused assignment's certificate
+ * (fast path kept near the origin, exact far from it) and threads.
  * SPDX-License-Identifier: MIT
  */
 #include <check.h>
@@ -1154,6 +1155,183 @@ START_TEST(every_allocation_failure_is_clean)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------- */
+/* The fused assignment with its per-row certificate, and threads             */
+/* ------------------------------------------------------------------------- */
+
+/* Exact (double) nearest distance of row x among the k centroids. */
+static double nearest_d(const float *x, const float *c, size_t k, size_t dim)
+{
+    double best = dist2(x, c, dim);
+    size_t j;
+    for (j = 1; j < k; j++) {
+        const double d = dist2(x, c + j * dim, dim);
+        if (d < best)
+            best = d;
+    }
+    return best;
+}
+
+/*
+ * qn_assign_rows on every ISA: data near the origin keeps almost every fused
+ * choice (the fast path is really used) within the certified slack; data far
+ * from the origin compared with its spread (where the fused formula loses
+ * every digit) is all re-assigned and exact to the kernels' 1e-5.
+ */
+START_TEST(assign_rows_certify_or_redo)
+{
+    const size_t n = 5000, dim = 8, k = 256;
+    const qn_kernels *kt = qn_kernels_for_isa((qn_isa)_i);
+    float *x, *c, *cn, *scratch;
+    uint32_t *codes;
+    size_t i, redo;
+    int shifted;
+    if (!kt)
+        return;
+    x = make_uniform(n, dim, 0x1111);
+    c = make_uniform(k, dim, 0x2222);
+    cn = (float *)malloc(k * sizeof(float));
+    scratch = (float *)malloc(n * sizeof(float));
+    codes = (uint32_t *)malloc(n * sizeof(uint32_t));
+    for (shifted = 0; shifted <= 1; shifted++) {
+        if (shifted) {
+            for (i = 0; i < n * dim; i++)
+                x[i] += 1000.0f;
+            for (i = 0; i < k * dim; i++)
+                c[i] += 1000.0f;
+        }
+        ck_assert(qn_fused_usable(dim, 1001.0, qn_centroid_norms(c, k, dim, cn)));
+        redo = qn_assign_rows(kt, x, n, dim, dim, c, cn, k, codes, scratch);
+        for (i = 0; i < n; i++) {
+            const double best = nearest_d(x + i * dim, c, k, dim);
+            const double got = dist2(x + i * dim, c + (size_t)codes[i] * dim, dim);
+            const double rel = shifted ? 1e-5 : QN_ASSIGN_REL;
+            REQUIRE(codes[i] < k && got <= best * (1.0 + rel) + 1e-12,
+                    "%s shifted %d row %zu: code %u at %.9g, nearest %.9g", kt->name, shifted, i,
+                    (unsigned)codes[i], got, best);
+        }
+        if (shifted)
+            REQUIRE(redo == n, "%s: only %zu of %zu shifted rows re-assigned", kt->name, redo, n);
+        else
+            REQUIRE(redo <= n / 50, "%s: %zu of %zu rows re-assigned near the origin", kt->name,
+                    redo, n);
+    }
+    free(codes);
+    free(scratch);
+    free(cn);
+    free(c);
+    free(x);
+}
+END_TEST
+
+/* Centroids 0, 1, ..., 65535 in 1-D: ||c||^2 has no unit digits left in float, codes stay exact. */
+START_TEST(assign_rows_large_integers_exact)
+{
+    const size_t k = 65536;
+    static const float x[6] = {65535.0f, 0.0f, 1.0f, 65534.0f, 40000.4f, 32768.6f};
+    static const uint32_t want[6] = {65535, 0, 1, 65534, 40000, 32769};
+    const qn_kernels *kt = qn_kernels_for_isa((qn_isa)_i);
+    float *c, *cn, scratch[6];
+    uint32_t codes[6];
+    size_t j;
+    if (!kt)
+        return;
+    c = (float *)malloc(k * sizeof(float));
+    cn = (float *)malloc(k * sizeof(float));
+    for (j = 0; j < k; j++)
+        c[j] = (float)j;
+    ck_assert(qn_fused_usable(1, 65535.0, qn_centroid_norms(c, k, 1, cn)));
+    qn_assign_rows(kt, x, 6, 1, 1, c, cn, k, codes, scratch);
+    for (j = 0; j < 6; j++)
+        REQUIRE(codes[j] == want[j], "%s: x = %.1f got %u, expected %u", kt->name, (double)x[j],
+                (unsigned)codes[j], (unsigned)want[j]);
+    free(cn);
+    free(c);
+}
+END_TEST
+
+/* The well-separated clusters moved far from the origin: still recovered exactly. */
+START_TEST(clusters_far_from_origin)
+{
+    float *x = make_clusters(0xfa4);
+    uint32_t *codes = (uint32_t *)malloc(CL_N * sizeof(uint32_t));
+    float c[CL_K * CL_DIM];
+    qn_context *ctx = make_ctx();
+    qn_kmeans_params p;
+    qn_kmeans_result r;
+    size_t i;
+    for (i = 0; i < CL_N * CL_DIM; i++)
+        x[i] += 3000.0f;
+    qn_kmeans_defaults(&p, CL_K, 8);
+    p.init = QN_KMEANS_INIT_PLUSPLUS;
+    r = train_ok(ctx, x, CL_N, CL_DIM, &p, c, codes);
+    require_nearest(x, CL_N, CL_DIM, c, CL_K, codes);
+    for (i = CL_K; i < CL_N; i++)
+        REQUIRE(codes[i] == codes[i % CL_K], "row %zu: code %u, row %zu has %u", i,
+                (unsigned)codes[i], i % CL_K, (unsigned)codes[i % CL_K]);
+    REQUIRE(fabs(r.objective - mse_of(x, CL_N, CL_DIM, c, codes)) <= 1e-9 * r.objective,
+            "objective %.9g is not the MSE of the codes", r.objective);
+    free(codes);
+    free(x);
+    qn_context_destroy(ctx);
+}
+END_TEST
+
+/*
+ * Threads: the same thread count gives the same bytes; different thread
+ * counts give the same codes on well-separated data and centroids and
+ * objective that differ only by summation order.
+ */
+START_TEST(threads_deterministic_and_agree)
+{
+    const size_t per = 1500, n = CL_K * per;
+    float *x = (float *)malloc(n * CL_DIM * sizeof(float));
+    uint32_t *codes[4];
+    float c[4][CL_K * CL_DIM];
+    qn_kmeans_result res[4];
+    uint64_t s = 0x7777;
+    size_t i, t;
+    int run;
+    ck_assert_ptr_nonnull(x);
+    for (i = 0; i < n; i++) {
+        double ctr[CL_DIM];
+        cl_center(i % CL_K, ctr);
+        for (t = 0; t < CL_DIM; t++)
+            x[i * CL_DIM + t] = (float)(ctr[t] + CL_SIGMA * rnd_normal(&s));
+    }
+    /* runs: 1 thread, 2 threads, 2 threads again, 3 threads */
+    for (run = 0; run < 4; run++) {
+        static const unsigned threads[4] = {1, 2, 2, 3};
+        qn_context *ctx = make_ctx();
+        qn_kmeans_params p;
+        ck_assert_int_eq(qn_context_set_threads(ctx, threads[run]), QN_OK);
+        qn_kmeans_defaults(&p, CL_K, 12);
+        p.init = QN_KMEANS_INIT_PLUSPLUS;
+        p.tol = 0.0;
+        p.iterations = 8;
+        codes[run] = (uint32_t *)malloc(n * sizeof(uint32_t));
+        res[run] = train_ok(ctx, x, n, CL_DIM, &p, c[run], codes[run]);
+        qn_context_destroy(ctx);
+    }
+    ck_assert(memcmp(c[1], c[2], sizeof c[1]) == 0);
+    ck_assert(memcmp(codes[1], codes[2], n * sizeof(uint32_t)) == 0);
+    ck_assert(same_result(&res[1], &res[2]));
+    for (run = 1; run < 4; run++) {
+        ck_assert(memcmp(codes[0], codes[run], n * sizeof(uint32_t)) == 0);
+        for (i = 0; i < CL_K * CL_DIM; i++)
+            REQUIRE(fabs(c[run][i] - c[0][i]) <= 1e-6 * (1.0 + fabs(c[0][i])),
+                    "run %d: centroid value %zu %.9g, 1 thread %.9g", run, i, (double)c[run][i],
+                    (double)c[0][i]);
+        REQUIRE(fabs(res[run].objective - res[0].objective) <= 1e-12 * res[0].objective,
+                "run %d: objective %.17g, 1 thread %.17g", run, res[run].objective,
+                res[0].objective);
+    }
+    for (run = 0; run < 4; run++)
+        free(codes[run]);
+    free(x);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("kmeans");
@@ -1161,6 +1339,7 @@ int main(void)
     TCase *td = tcase_create("determinism");
     TCase *te = tcase_create("empty");
     TCase *tr = tcase_create("robustness");
+    TCase *ta = tcase_create("assignment");
 
     tcase_set_timeout(tq, 120);
     tcase_set_timeout(td, 120);
@@ -1193,6 +1372,13 @@ int main(void)
     tcase_add_test(tr, progress_reports_and_cancels);
     tcase_add_test(tr, every_allocation_failure_is_clean);
     suite_add_tcase(s, tr);
+
+    tcase_set_timeout(ta, 120);
+    tcase_add_loop_test(ta, assign_rows_certify_or_redo, QN_ISA_SCALAR, QN_ISA_AVX512 + 1);
+    tcase_add_loop_test(ta, assign_rows_large_integers_exact, QN_ISA_SCALAR, QN_ISA_AVX512 + 1);
+    tcase_add_test(ta, clusters_far_from_origin);
+    tcase_add_test(ta, threads_deterministic_and_agree);
+    suite_add_tcase(s, ta);
 
     return qn_test_run(s);
 }

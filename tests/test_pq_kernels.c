@@ -1,6 +1,8 @@
 /*
  * Kernel tables: pq_assign (fused ||c||^2 - 2 x.c assignment) of every built
- * and runnable ISA against a double-precision brute-force oracle written here.
+ * and runnable ISA against a double-precision brute-force oracle written here,
+ * and codebook_accumulate of every ISA bit for bit against a reference of its
+ * documented summation order written here and against the scalar table.
  * SPDX-License-Identifier: MIT
  */
 #include <check.h>
@@ -10,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels/kernels.h"
 
@@ -322,10 +325,229 @@ START_TEST(every_table_has_pq_assign)
     int i;
     for (i = QN_ISA_SCALAR; i <= QN_ISA_AVX512; i++) {
         const qn_kernels *t = qn_kernels_for_isa((qn_isa)i);
-        if (t)
+        if (t) {
             ck_assert(t->pq_assign != NULL);
+            ck_assert(t->codebook_accumulate != NULL);
+        }
     }
     ck_assert_ptr_nonnull(qn_kernels_for_isa(QN_ISA_SCALAR));
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------------------------- */
+/* codebook_accumulate                                                                            */
+
+/*
+ * The contract of kernels.h written out independently: rows in order, one
+ * double addition per element, the squared error as eight interleaved partial
+ * sums combined by ((P0 + P4) + (P2 + P6)) + ((P1 + P5) + (P3 + P7)).
+ */
+static void ref_accumulate(const float *x, size_t n, size_t ldx, size_t dim, const uint32_t *codes,
+                           const float *c, double *sums, uint64_t *counts, double *err)
+{
+    size_t i, t;
+    for (i = 0; i < n; i++) {
+        const size_t j = codes[i];
+        double part[8];
+        memset(part, 0, sizeof part);
+        for (t = 0; t < dim; t++) {
+            sums[j * dim + t] = sums[j * dim + t] + (double)x[i * ldx + t];
+            if (err) {
+                const double d = (double)x[i * ldx + t] - (double)c[j * dim + t];
+                const double q = d * d;
+                part[t % 8] = part[t % 8] + q;
+            }
+        }
+        counts[j] = counts[j] + 1;
+        if (err) {
+            const double a = part[0] + part[4], b = part[2] + part[6];
+            const double e = part[1] + part[5], f = part[3] + part[7];
+            err[j] = err[j] + ((a + b) + (e + f));
+        }
+    }
+}
+
+/* A float of varied magnitude and sign: mostly O(1), some tiny, huge, subnormal and -0. */
+static float varied(uint64_t *s)
+{
+    const uint64_t r = qn_test_next(s);
+    const float u = qn_test_uniform(s);
+    switch (r % 16) {
+    case 0:
+        return u * 1e30f;
+    case 1:
+        return u * 1e-30f;
+    case 2:
+        return u * 1e-40f; /* subnormal */
+    case 3:
+        return -0.0f;
+    case 4:
+        return u * 3e38f;
+    default:
+        return u * (float)(1u << (r % 7));
+    }
+}
+
+typedef struct acc_case {
+    size_t n, dim, ldx, k;
+    int with_err, repeat_codes, nonzero_start;
+} acc_case;
+
+/* Run table->codebook_accumulate on one case; every output bit-equal to the reference. */
+static void check_accumulate(const qn_kernels *table, const qn_kernels *scalar, acc_case cs,
+                             uint64_t seed)
+{
+    const size_t n = cs.n, dim = cs.dim, ldx = cs.ldx, k = cs.k;
+    const size_t xlen = n ? (n - 1) * ldx + dim : 1, off = 1 + (size_t)(seed % 3);
+    float *xb, *cb;
+    uint32_t *cob;
+    float *x = alloc_f(xlen, off, &xb);
+    float *c = alloc_f(k * dim, off, &cb);
+    uint32_t *codes = alloc_u(n ? n : 1, off, &cob);
+    /* one guard element on each side of every output */
+    double *sums = (double *)malloc((k * dim + 2) * sizeof(double));
+    double *sums_ref = (double *)malloc((k * dim + 2) * sizeof(double));
+    double *sums_sc = (double *)malloc((k * dim + 2) * sizeof(double));
+    double *err = (double *)malloc((k + 2) * sizeof(double));
+    double *err_ref = (double *)malloc((k + 2) * sizeof(double));
+    double *err_sc = (double *)malloc((k + 2) * sizeof(double));
+    uint64_t *counts = (uint64_t *)malloc((k + 2) * sizeof(uint64_t));
+    uint64_t *counts_ref = (uint64_t *)malloc((k + 2) * sizeof(uint64_t));
+    uint64_t *counts_sc = (uint64_t *)malloc((k + 2) * sizeof(uint64_t));
+    size_t i;
+
+    ck_assert(sums && sums_ref && sums_sc && err && err_ref && err_sc && counts && counts_ref &&
+              counts_sc);
+    for (i = 0; i < xlen; i++)
+        x[i] = varied(&seed);
+    for (i = 0; i < k * dim; i++)
+        c[i] = varied(&seed);
+    for (i = 0; i < n; i++) {
+        if (cs.repeat_codes && i > 0 && qn_test_next(&seed) % 4 != 0)
+            codes[i] = codes[i - 1]; /* runs of one centroid: back-to-back updates */
+        else
+            codes[i] = (uint32_t)(qn_test_next(&seed) % k);
+    }
+    for (i = 0; i < k * dim + 2; i++)
+        sums_ref[i] = cs.nonzero_start || i == 0 || i == k * dim + 1 ? 4.0 * qn_test_uniform(&seed) : 0.0;
+    for (i = 0; i < k + 2; i++) {
+        err_ref[i] = cs.nonzero_start || i == 0 || i == k + 1 ? 2.0 + qn_test_uniform(&seed) : 0.0;
+        counts_ref[i] = cs.nonzero_start || i == 0 || i == k + 1 ? qn_test_next(&seed) % 1000 : 0;
+    }
+    memcpy(sums, sums_ref, (k * dim + 2) * sizeof(double));
+    memcpy(sums_sc, sums_ref, (k * dim + 2) * sizeof(double));
+    memcpy(err, err_ref, (k + 2) * sizeof(double));
+    memcpy(err_sc, err_ref, (k + 2) * sizeof(double));
+    memcpy(counts, counts_ref, (k + 2) * sizeof(uint64_t));
+    memcpy(counts_sc, counts_ref, (k + 2) * sizeof(uint64_t));
+
+    ref_accumulate(x, n, ldx, dim, codes, cs.with_err ? c : NULL, sums_ref + 1, counts_ref + 1,
+                   cs.with_err ? err_ref + 1 : NULL);
+    table->codebook_accumulate(x, n, ldx, dim, codes, cs.with_err ? c : NULL, sums + 1, counts + 1,
+                               cs.with_err ? err + 1 : NULL);
+    scalar->codebook_accumulate(x, n, ldx, dim, codes, cs.with_err ? c : NULL, sums_sc + 1,
+                                counts_sc + 1, cs.with_err ? err_sc + 1 : NULL);
+
+    REQUIRE(memcmp(sums, sums_ref, (k * dim + 2) * sizeof(double)) == 0,
+            "%s n=%zu dim=%zu ldx=%zu k=%zu err=%d: sums differ from the reference", table->name,
+            n, dim, ldx, k, cs.with_err);
+    REQUIRE(memcmp(counts, counts_ref, (k + 2) * sizeof(uint64_t)) == 0,
+            "%s n=%zu dim=%zu k=%zu: counts differ from the reference", table->name, n, dim, k);
+    REQUIRE(memcmp(err, err_ref, (k + 2) * sizeof(double)) == 0,
+            "%s n=%zu dim=%zu ldx=%zu k=%zu err=%d: squared errors differ from the reference",
+            table->name, n, dim, ldx, k, cs.with_err);
+    REQUIRE(memcmp(sums, sums_sc, (k * dim + 2) * sizeof(double)) == 0 &&
+                memcmp(counts, counts_sc, (k + 2) * sizeof(uint64_t)) == 0 &&
+                memcmp(err, err_sc, (k + 2) * sizeof(double)) == 0,
+            "%s n=%zu dim=%zu: differs from the scalar table", table->name, n, dim);
+
+    free(xb);
+    free(cb);
+    free(cob);
+    free(sums);
+    free(sums_ref);
+    free(sums_sc);
+    free(err);
+    free(err_ref);
+    free(err_sc);
+    free(counts);
+    free(counts_ref);
+    free(counts_sc);
+}
+
+START_TEST(codebook_accumulate_bit_exact)
+{
+    static const size_t dims[] = {1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 23, 24, 31, 32, 33, 64, 100};
+    static const size_t ns[] = {0, 1, 2, 7, 8, 9, 64, 1000};
+    static const size_t ks[] = {1, 3, 256};
+    const qn_kernels *table = qn_kernels_for_isa((qn_isa)_i);
+    const qn_kernels *scalar = qn_kernels_for_isa(QN_ISA_SCALAR);
+    size_t a, b, d, combo = 0;
+    if (!table)
+        return;
+    ck_assert(table->codebook_accumulate != NULL);
+    for (a = 0; a < COUNT(dims); a++)
+        for (b = 0; b < COUNT(ns); b++)
+            for (d = 0; d < COUNT(ks); d++, combo++) {
+                acc_case cs;
+                cs.dim = dims[a];
+                cs.n = ns[b];
+                cs.k = ks[d];
+                cs.ldx = cs.dim + (combo % 3 == 0 ? 0 : combo % 3 == 1 ? 1 : 5);
+                cs.with_err = combo % 4 != 3;
+                cs.repeat_codes = combo % 2 == 0;
+                cs.nonzero_start = combo % 5 < 2;
+                check_accumulate(table, scalar, cs, 0x7c3a9e1f0b5d2468u + combo);
+            }
+}
+END_TEST
+
+/* Large n: many rows per centroid, so the sums carry long chains of additions. */
+START_TEST(codebook_accumulate_large_n)
+{
+    static const size_t dims[] = {1, 3, 4, 8, 9, 16, 17};
+    const qn_kernels *table = qn_kernels_for_isa((qn_isa)_i);
+    const qn_kernels *scalar = qn_kernels_for_isa(QN_ISA_SCALAR);
+    size_t a;
+    if (!table)
+        return;
+    for (a = 0; a < COUNT(dims); a++) {
+        acc_case cs;
+        cs.dim = dims[a];
+        cs.n = 70000;
+        cs.k = a % 2 ? 256 : 17;
+        cs.ldx = cs.dim + a % 2;
+        cs.with_err = 1;
+        cs.repeat_codes = a % 3 == 0;
+        cs.nonzero_start = a % 2;
+        check_accumulate(table, scalar, cs, 0x1234567887654321u + a);
+    }
+}
+END_TEST
+
+/* A hand-checked case: 1-D and 3-D values whose sums and squares are exact. */
+START_TEST(codebook_accumulate_hand_values)
+{
+    /* dim 3, k 2: rows (1,2,3) -> 1, (4,5,6) -> 0, (-1,0,1) -> 1; c0 = (4,5,5), c1 = (0,0,0) */
+    static const float x[9] = {1, 2, 3, 4, 5, 6, -1, 0, 1};
+    static const float c[6] = {4, 5, 5, 0, 0, 0};
+    static const uint32_t codes[3] = {1, 0, 1};
+    const qn_kernels *table = qn_kernels_for_isa((qn_isa)_i);
+    double sums[6], err[2];
+    uint64_t counts[2];
+    if (!table)
+        return;
+    memset(sums, 0, sizeof sums);
+    memset(err, 0, sizeof err);
+    memset(counts, 0, sizeof counts);
+    err[1] = 0.5; /* added to, not overwritten */
+    table->codebook_accumulate(x, 3, 3, 3, codes, c, sums, counts, err);
+    ck_assert(sums[0] == 4 && sums[1] == 5 && sums[2] == 6);
+    ck_assert(sums[3] == 0 && sums[4] == 2 && sums[5] == 4);
+    ck_assert_uint_eq(counts[0], 1);
+    ck_assert_uint_eq(counts[1], 2);
+    ck_assert(err[0] == 1.0);            /* (6 - 5)^2 */
+    ck_assert(err[1] == 0.5 + 14.0 + 2.0); /* 1 + 4 + 9, then 1 + 0 + 1 */
 }
 END_TEST
 
@@ -333,6 +555,7 @@ int main(void)
 {
     Suite *s = suite_create("pq_kernels");
     TCase *tc = tcase_create("pq_assign");
+    TCase *ta = tcase_create("codebook_accumulate");
     int i;
 
     tcase_set_timeout(tc, 240);
@@ -342,6 +565,12 @@ int main(void)
     tcase_add_loop_test(tc, exact_ties_pick_lowest_index, QN_ISA_SCALAR, QN_ISA_AVX512 + 1);
     tcase_add_loop_test(tc, all_equal_centroids_pick_index_0, QN_ISA_SCALAR, QN_ISA_AVX512 + 1);
     suite_add_tcase(s, tc);
+
+    tcase_set_timeout(ta, 240);
+    tcase_add_loop_test(ta, codebook_accumulate_bit_exact, QN_ISA_SCALAR, QN_ISA_AVX512 + 1);
+    tcase_add_loop_test(ta, codebook_accumulate_large_n, QN_ISA_SCALAR, QN_ISA_AVX512 + 1);
+    tcase_add_loop_test(ta, codebook_accumulate_hand_values, QN_ISA_SCALAR, QN_ISA_AVX512 + 1);
+    suite_add_tcase(s, ta);
 
     for (i = QN_ISA_SCALAR; i <= QN_ISA_AVX512; i++) {
         const qn_kernels *t = qn_kernels_for_isa((qn_isa)i);

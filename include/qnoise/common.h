@@ -102,6 +102,18 @@ typedef void (*qn_log_fn)(void *user, qn_log_level level, const char *message);
  * Return 0 to go on, non-zero to stop the operation with QN_ERR_CANCELLED.
  */
 typedef int (*qn_progress_fn)(void *user, const char *what, uint64_t done, uint64_t total);
+/**
+ * Progress with values: as qn_progress_fn, plus @p n_values numbers that
+ * describe the state (@p values is NULL and @p n_values 0 when the operation
+ * has none). For "kmeans" (done = iteration, total = iterations), after each
+ * iteration: values[0] = objective, the mean squared error per block of the
+ * assignment made in this iteration, over the trained blocks, to the centroids
+ * it was made with (before their update); values[1] = imbalance factor
+ * k * sum(count_j^2) / n^2 of that assignment (1 = perfectly balanced).
+ * Return 0 to go on, non-zero to stop with QN_ERR_CANCELLED.
+ */
+typedef int (*qn_progress_values_fn)(void *user, const char *what, uint64_t done, uint64_t total,
+                                     const double *values, size_t n_values);
 
 /**
  * The library context: allocator, log and progress callbacks, and the kernel
@@ -136,16 +148,24 @@ QN_API qn_status qn_context_set_log(qn_context *ctx, qn_log_fn log, void *user, 
 /** Replace the progress callback (NULL removes it). */
 QN_API qn_status qn_context_set_progress(qn_context *ctx, qn_progress_fn progress, void *user);
 
+/** Set the progress-with-values callback (NULL removes it); it is called after the plain one. */
+QN_API qn_status qn_context_set_progress_values(qn_context *ctx, qn_progress_values_fn progress,
+                                                void *user);
+
 /** Cap the kernels of this context at @p isa (also capped by the CPU and QN_ISA). */
 QN_API qn_status qn_context_set_isa_cap(qn_context *ctx, qn_isa isa);
 
 /**
- * Threads the library may use inside one call (streaming noise passes, and
- * later k-means and compression) when built with OpenMP: 1 (the default)
- * never starts a thread, 0 means OpenMP's default (all cores). BLAS threads
- * are not affected: they remain the application's setting. With several
- * library threads and a multi-threaded BLAS, set OMP_WAIT_POLICY=passive so
- * idle OpenMP threads do not spin against the BLAS threads.
+ * Threads the library may use inside one call (streaming noise passes,
+ * k-means training, PQ assignment and partial sums) when built with OpenMP:
+ * 1 (the default) never starts a thread, 0 means OpenMP's default (all
+ * cores). Work is cut into one contiguous range per thread and partial sums
+ * are added in range order, so results are deterministic for a given thread
+ * count; codes never depend on it, sums and k-means centroids may differ
+ * between thread counts in the last bits. BLAS threads are not affected:
+ * they remain the application's setting. With several library threads and a
+ * multi-threaded BLAS, set OMP_WAIT_POLICY=passive so idle OpenMP threads do
+ * not spin against the BLAS threads.
  */
 QN_API qn_status qn_context_set_threads(qn_context *ctx, unsigned threads);
 

@@ -42,11 +42,23 @@ QN_API qn_status qn_pq_set_max_samples(qn_pq *pq, size_t max_samples);
 /**
  * Train the codebook by k-means on @p n_blocks blocks (n_blocks x block_size
  * floats, finite). Needs at least K blocks (after subsampling). On error the
- * previous codebook, if any, is kept.
+ * previous codebook, if any, is kept. Each iteration goes to the context's
+ * progress callbacks ("kmeans"; with values: objective and imbalance, see
+ * qn_progress_values_fn), either of which may cancel (QN_ERR_CANCELLED).
+ * Deterministic for a given seed and thread count (qn_context_set_threads);
+ * with another thread count the centroids may differ in the last bits.
  */
 QN_API qn_status qn_pq_train(qn_pq *pq, const float *blocks, size_t n_blocks);
 
-/** The nearest centroid of each block (lowest index on ties) into @p codes[n_blocks]. */
+/**
+ * The nearest centroid of each block (lowest index on exact ties) into
+ * @p codes[n_blocks]. The fused distance ||c||^2 - 2 x.c is used where its
+ * rounding is proven harmless: a code's squared distance is then within a
+ * relative 1e-3 of the nearest in the worst case (about 1e-6 in practice);
+ * other blocks (far from the origin compared with their spread, on a
+ * centroid, ...) are assigned by exact differences (relative 1e-5). Codes do
+ * not depend on the thread count. Allocates nothing.
+ */
 QN_API qn_status qn_pq_assign(const qn_pq *pq, const float *blocks, size_t n_blocks, uint16_t *codes);
 
 /** Rebuild blocks from codes: blocks[i] = centroid[codes[i]] (n_blocks x block_size floats). */
@@ -71,6 +83,33 @@ QN_API qn_status qn_pq_get_training_info(const qn_pq *pq, size_t *n_trained, uns
 
 /** Block size and number of centroids of @p pq. Either out pointer may be NULL. */
 QN_API qn_status qn_pq_get_shape(const qn_pq *pq, size_t *block_size, size_t *n_centroids);
+
+/**
+ * One Lloyd E-step on a shard, for a k-means whose data is spread over
+ * processes (each process reduces the arrays with its own collective, then
+ * calls qn_pq_update_from_sums). Assigns the @p n_blocks blocks (finite) to
+ * the current codebook as qn_pq_assign does and ADDS to the caller's arrays:
+ * @p sums (K x block_size doubles) the sum of the blocks assigned to each
+ * centroid, @p counts (K) how many, and, when @p sq_err is not NULL, the total
+ * squared distance of the blocks to their centroids. The call's own totals are
+ * formed first (in double, in block order per thread, threads added in order)
+ * and then added, so the results are deterministic for a given thread count;
+ * across thread counts they may differ in the last bits. Needs a codebook
+ * (QN_ERR_NOT_TRAINED). On error nothing is written.
+ */
+QN_API qn_status qn_pq_partial_sums(const qn_pq *pq, const float *blocks, size_t n_blocks, double *sums,
+                                    uint64_t *counts, double *sq_err);
+
+/**
+ * The Lloyd M-step from reduced sums: centroid k becomes sums_k / counts_k
+ * (computed in double, rounded once to float); centroids with count 0 are
+ * kept and counted in @p n_empty (may be NULL). Every sum must be finite and
+ * every new centroid must fit a float (QN_ERR_INVALID_ARG otherwise). Needs a
+ * codebook (QN_ERR_NOT_TRAINED). The quantizer no longer counts as trained by
+ * qn_pq_train (no objective or training info). On error nothing is written.
+ */
+QN_API qn_status qn_pq_update_from_sums(qn_pq *pq, const double *sums, const uint64_t *counts,
+                                        size_t *n_empty);
 
 #ifdef __cplusplus
 }

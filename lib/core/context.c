@@ -91,14 +91,25 @@ void qn_free(const qn_context *ctx, void *ptr)
         ctx->free(ctx->alloc_user, ptr);
 }
 
-qn_status qn_progress(const qn_context *ctx, const char *what, uint64_t done, uint64_t total)
+qn_status qn_progress_values(const qn_context *ctx, const char *what, uint64_t done,
+                             uint64_t total, const double *values, size_t n_values)
 {
-    if (ctx && ctx->progress && ctx->progress(ctx->progress_user, what, done, total) != 0) {
+    if (!ctx)
+        return QN_OK;
+    if ((ctx->progress && ctx->progress(ctx->progress_user, what, done, total) != 0) ||
+        (ctx->progress_values &&
+         ctx->progress_values(ctx->progress_values_user, what, done, total,
+                              n_values ? values : NULL, n_values) != 0)) {
         qn_log(ctx, QN_LOG_INFO, "%s: cancelled by the progress callback at %llu/%llu", what,
                (unsigned long long)done, (unsigned long long)total);
         return QN_ERR_CANCELLED;
     }
     return QN_OK;
+}
+
+qn_status qn_progress(const qn_context *ctx, const char *what, uint64_t done, uint64_t total)
+{
+    return qn_progress_values(ctx, what, done, total, NULL, 0);
 }
 
 /* Recompute the kernel table from the CPU, the environment cap and the caller's cap. */
@@ -185,6 +196,16 @@ QN_API qn_status qn_context_set_progress(qn_context *ctx, qn_progress_fn progres
         return QN_ERR_INVALID_ARG;
     ctx->progress = progress;
     ctx->progress_user = user;
+    return QN_OK;
+}
+
+QN_API qn_status qn_context_set_progress_values(qn_context *ctx, qn_progress_values_fn progress,
+                                                void *user)
+{
+    if (!ctx)
+        return QN_ERR_INVALID_ARG;
+    ctx->progress_values = progress;
+    ctx->progress_values_user = user;
     return QN_OK;
 }
 

@@ -30,6 +30,8 @@ struct qn_context {
     qn_log_level log_max;
     qn_progress_fn progress;
     void *progress_user;
+    qn_progress_values_fn progress_values;
+    void *progress_values_user;
     qn_isa isa_cap;     /* what the caller asked for */
     qn_isa env_cap;     /* QN_ISA at creation, or QN_ISA_AVX512 when unset */
     const qn_kernels *k; /* the table in use: best of min(cpu, env_cap, isa_cap) */
@@ -52,6 +54,15 @@ int qn_threads(const qn_context *ctx);
 
 /* Report progress; returns QN_ERR_CANCELLED when the callback asks to stop. */
 qn_status qn_progress(const qn_context *ctx, const char *what, uint64_t done, uint64_t total);
+
+/*
+ * Report progress with n_values numbers (values may be NULL when n_values is
+ * 0): the plain callback, then the values callback, each when set; the first
+ * non-zero return cancels (QN_ERR_CANCELLED) and the other is not called.
+ * qn_progress is this with no values.
+ */
+qn_status qn_progress_values(const qn_context *ctx, const char *what, uint64_t done,
+                             uint64_t total, const double *values, size_t n_values);
 
 /* Checked size arithmetic: return 0 and set *out, or return 1 on overflow. */
 static inline int qn_mul_overflow(size_t a, size_t b, size_t *out)

@@ -21,6 +21,7 @@ static const qn_kernels qn_kernels_scalar_table = {
     qn_k_mask_bits_scalar,
     qn_k_block_scale_scalar,
     qn_k_pq_assign_scalar,
+    qn_k_codebook_accumulate_scalar,
 };
 
 #if QN_HAVE_AVX2_KERNELS
@@ -31,6 +32,7 @@ static const qn_kernels qn_kernels_avx2_table = {
     qn_k_mask_bits_avx2,
     qn_k_block_scale_avx2,
     qn_k_pq_assign_avx2,
+    qn_k_codebook_accumulate_avx2,
 };
 #endif
 
@@ -42,6 +44,7 @@ static const qn_kernels qn_kernels_avx512_table = {
     qn_k_mask_bits_avx512,
     qn_k_block_scale_avx512,
     qn_k_pq_assign_avx512,
+    qn_k_codebook_accumulate_avx512,
 };
 #endif
 

@@ -73,10 +73,39 @@ typedef void (*qn_k_block_scale_fn)(const float *src, float *dst, size_t nblocks
  * cancellation error of a few ulps of ||x||^2 + ||c||^2, on every ISA
  * including scalar). Bit-identical centroids give bit-identical d_j on every
  * ISA, so the lowest of them wins everywhere.
+ * Rounding shape, relied on by qn_assign_rows (quant/kmeans.h) to certify a
+ * choice: on every ISA d_j is computed with at most dim + 2 roundings (the
+ * norm rounded once; products and additions, or FMAs) over terms whose
+ * magnitudes add up to ||c_j||^2 + 2 sum_t |x_t c_jt|, and dists with at most
+ * dim + 1 more over ||x||^2. A twin that sums differently must keep this.
  */
 typedef void (*qn_k_pq_assign_fn)(const float *x, size_t n, size_t ldx, const float *c,
                                   const float *c_norms, size_t k, size_t dim, uint32_t *codes,
                                   float *dists);
+
+/*
+ * Codebook accumulation: the single pass of a k-means M-step, and the partial
+ * sums of a distributed k-means. For each row i < n of x (row stride ldx, dim
+ * floats used), in increasing i, with j = codes[i]:
+ *   sums[j*dim + t] += (double)x[i*ldx + t]      for every t < dim
+ *   counts[j]       += 1
+ *   err[j]          += e_i                        (only when c and err are set)
+ * where e_i is the squared distance from row i to the centroid c_j =
+ * c[j*dim .. j*dim+dim) in this fixed order: q_t = d_t * d_t with d_t =
+ * (double)x_t - (double)c_jt (each operation a rounded double operation),
+ * P_l = q_l + q_{l+8} + q_{l+16} + ... added left to right (l < 8; P_l = 0
+ * when l >= dim), and e_i = ((P_0 + P_4) + (P_2 + P_6)) + ((P_1 + P_5) +
+ * (P_3 + P_7)). The arrays are added to, never cleared (callers zero them).
+ * Every element of sums and err thus receives its terms one double addition
+ * at a time in increasing row order, with no FMA and no reassociation: every
+ * ISA is bit-identical with scalar, on any input.
+ * Preconditions (checked by callers, not here): dim >= 1, ldx >= dim, every
+ * codes[i] is a valid row of sums/counts/err (and of c), c and err both NULL
+ * or both set; n == 0 does nothing. Pointers need no particular alignment.
+ */
+typedef void (*qn_k_codebook_accumulate_fn)(const float *x, size_t n, size_t ldx, size_t dim,
+                                            const uint32_t *codes, const float *c, double *sums,
+                                            uint64_t *counts, double *err);
 
 typedef struct qn_kernels {
     qn_isa isa;
@@ -85,6 +114,7 @@ typedef struct qn_kernels {
     qn_k_mask_bits_fn mask_bits;
     qn_k_block_scale_fn block_scale;
     qn_k_pq_assign_fn pq_assign;
+    qn_k_codebook_accumulate_fn codebook_accumulate;
 } qn_kernels;
 
 /* Kernel entry points, one per ISA (only those built are defined). */
@@ -118,6 +148,16 @@ void qn_k_pq_assign_avx2(const float *x, size_t n, size_t ldx, const float *c,
 void qn_k_pq_assign_avx512(const float *x, size_t n, size_t ldx, const float *c,
                            const float *c_norms, size_t k, size_t dim, uint32_t *codes,
                            float *dists);
+
+void qn_k_codebook_accumulate_scalar(const float *x, size_t n, size_t ldx, size_t dim,
+                                     const uint32_t *codes, const float *c, double *sums,
+                                     uint64_t *counts, double *err);
+void qn_k_codebook_accumulate_avx2(const float *x, size_t n, size_t ldx, size_t dim,
+                                   const uint32_t *codes, const float *c, double *sums,
+                                   uint64_t *counts, double *err);
+void qn_k_codebook_accumulate_avx512(const float *x, size_t n, size_t ldx, size_t dim,
+                                     const uint32_t *codes, const float *c, double *sums,
+                                     uint64_t *counts, double *err);
 
 /* CPU features (cpuid + XGETBV), probed on each call: no global state. */
 typedef struct qn_cpu_features {

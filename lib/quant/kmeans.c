@@ -32,12 +32,28 @@
  * distinct blocks than k) it draws uniformly among the blocks not chosen yet.
  * Both inits use no kernel, so they do not depend on the ISA.
  *
- * Lloyd iteration: E-step with ctx->k->nearest_l2 (codes + float squared
- * distances); empty-cluster repair (below); objective = mean of the distances
- * (double sum); M-step = mean of the members, double sums in block order,
- * rounded once to float; a cluster left empty keeps its centroid. Then
- * progress; stop when the objective is 0 or, with tol > 0, when
- * |prev - cur| <= tol * prev.
+ * Lloyd iteration = one pass over the rows (km_pass): per chunk of rows, the
+ * assignment (qn_assign_rows: the fused pq_assign kernel with its per-row
+ * error bound, exact differences for the rows it cannot certify) and at once,
+ * while the chunk is in cache, the codebook_accumulate kernel: per-centroid
+ * sums of the members and counts, and the exact squared error of each row to
+ * its centroid (double), summed per centroid. Then the empty-cluster repair
+ * (below); objective = sum of those errors / rows (in centroid order);
+ * M-step = sums / counts rounded once to float; a cluster left empty keeps its
+ * centroid. Then progress (objective and imbalance k sum(count^2) / rows^2);
+ * stop when the objective is 0 or, with tol > 0, when |prev - cur| <= tol *
+ * prev. The objective is exact for the assignment (no float distances), so
+ * it never increases from one iteration to the next beyond the assignment's
+ * slack (QN_ASSIGN_REL in the worst case, far less in practice) and the
+ * rounding of the means to float.
+ *
+ * Threads. The pass cuts the rows into nr contiguous ranges (nr = the
+ * context's threads, fewer for small inputs), range r accumulates into its
+ * own buffers (range 0 straight into the totals), and the buffers are added
+ * to the totals in range order, element by element. For a given thread count
+ * everything is deterministic; codes are per row and do not depend on it at
+ * all; sums, centroids and the objective may differ between thread counts in
+ * the last bits (the order of the additions differs).
  *
  * Empty clusters (after each E-step), in the spirit of faiss / fairseq: for
  * each empty cluster j, in index order, take the most populated cluster m
@@ -51,9 +67,9 @@
  * with no possible donor ends the repair, so duplicated data cannot loop.
  * n_splits counts the empty clusters a repair actually filled.
  *
- * Final: the last centroids assign all n blocks (not only the sample) in
- * chunks, the objective is recomputed over all n blocks in double from those
- * codes, and n_empty counts centroids with no block in that assignment.
+ * Final: the last centroids assign all n blocks (not only the sample) in one
+ * more pass, the objective is recomputed over all n blocks in double from
+ * those codes, and n_empty counts centroids with no block in that assignment.
  */
 #include "quant/kmeans.h"
 
@@ -63,6 +79,8 @@
 
 #include <qnoise/rng.h>
 
+#include "qn_config.h"
+
 /* Keep double sums identical between compilers (clang would fuse s += e * e). */
 #if defined(__clang__)
 #pragma STDC FP_CONTRACT OFF
@@ -70,7 +88,8 @@
 
 #define KM_FN "qn_kmeans_train"
 #define KM_MAX_K ((size_t)65536)
-#define KM_CHUNK ((size_t)4096) /* rows per final-assignment call */
+#define KM_CHUNK ((size_t)4096)     /* rows per kernel call */
+#define KM_MIN_RANGE ((size_t)2048) /* fewer rows per thread are not worth a thread */
 
 /* Domain of the key derivation: "kmea", "ns\0\0". */
 #define KM_TAG0 0x6b6d6561u
@@ -184,19 +203,26 @@ static void km_set_bit(uint64_t *bits, size_t i)
 
 typedef struct km_work {
     const qn_context *ctx;
-    const float *xs;  /* training rows: x itself or xs_own */
+    const float *xs;   /* training rows: x itself or xs_own */
     size_t ns, k, dim;
-    float *xs_own;    /* the subsample (only when n > max_samples) */
-    float *c;         /* k x dim working centroids */
-    double *sums;     /* k x dim M-step sums */
-    size_t *counts;   /* k */
-    double *cerr;     /* k, within-cluster error (repair) */
-    uint32_t *heap;   /* k, donor heap (repair) */
-    uint32_t *scodes; /* ns */
-    float *sdists;    /* ns */
-    uint64_t *taken;  /* ceil(ns / 64), init */
-    double *mind;     /* ns, k-means++ only */
-    uint32_t *fcodes; /* min(n, KM_CHUNK), only when the caller passes no codes */
+    size_t chunk;      /* rows per kernel call: min(n, KM_CHUNK) */
+    int nr;            /* row ranges of a pass, one per thread (>= 1) */
+    double xmax;       /* largest |x| of all n rows */
+    float *xs_own;     /* the subsample (only when n > max_samples) */
+    float *c;          /* k x dim working centroids */
+    float *cn;         /* k squared norms of c (fused kernel) */
+    double *sums;      /* k x dim sums of the last pass */
+    uint64_t *counts;  /* k counts of the last pass (estimates during a repair) */
+    double *cerr;      /* k within-cluster squared errors of the last pass */
+    double *psums;     /* (nr - 1) x k x dim: sums of ranges 1 .. nr-1 */
+    uint64_t *pcounts; /* (nr - 1) x k */
+    double *perr;      /* (nr - 1) x k */
+    uint32_t *heap;    /* k, donor heap (repair) */
+    uint32_t *scodes;  /* ns */
+    float *scratch;    /* nr x chunk distances of the fused kernel */
+    uint64_t *taken;   /* ceil(ns / 64), init */
+    double *mind;      /* ns, k-means++ only */
+    uint32_t *fcodes;  /* nr x chunk, final assignment when the caller passes no codes */
 } km_work;
 
 static void km_release(km_work *w)
@@ -204,12 +230,16 @@ static void km_release(km_work *w)
     const qn_context *ctx = w->ctx;
     qn_free(ctx, w->xs_own);
     qn_free(ctx, w->c);
+    qn_free(ctx, w->cn);
     qn_free(ctx, w->sums);
     qn_free(ctx, w->counts);
     qn_free(ctx, w->cerr);
+    qn_free(ctx, w->psums);
+    qn_free(ctx, w->pcounts);
+    qn_free(ctx, w->perr);
     qn_free(ctx, w->heap);
     qn_free(ctx, w->scodes);
-    qn_free(ctx, w->sdists);
+    qn_free(ctx, w->scratch);
     qn_free(ctx, w->taken);
     qn_free(ctx, w->mind);
     qn_free(ctx, w->fcodes);
@@ -328,25 +358,176 @@ static void km_init_plusplus(km_work *w, const uint32_t key[2])
 }
 
 /* ------------------------------------------------------------------------- */
+/* Assignment shared with qn_pq (contract in kmeans.h)                        */
+/* ------------------------------------------------------------------------- */
+
+double qn_centroid_norms(const float *c, size_t k, size_t dim, float *cn)
+{
+    double mx = 0.0;
+    size_t j, t;
+    for (j = 0; j < k; j++) {
+        const float *cj = c + j * dim;
+        double s = 0.0;
+        for (t = 0; t < dim; t++)
+            s += (double)cj[t] * (double)cj[t];
+        cn[j] = s > FLT_MAX ? FLT_MAX : (float)s;
+        if (s > mx)
+            mx = s;
+    }
+    return mx;
+}
+
+/* 2^120: squares up to this size leave the fused formula (|2x.c|, ||2x||^2) finite. */
+#define QN_FUSED_MAX_SQ 1.329227995784915872903807060280344576e36
+
+int qn_fused_usable(size_t dim, double xmax, double cn_max)
+{
+    return dim <= QN_FUSED_MAX_DIM && (double)dim * xmax * xmax <= QN_FUSED_MAX_SQ &&
+           cn_max <= QN_FUSED_MAX_SQ;
+}
+
+/*
+ * Why the test of qn_assign_rows is a proof. Let u = 2^-24, g = 1.001 (dim+2) u
+ * (>= gamma_{dim+2}), x the row, a = ||x||, c* the chosen centroid, D its true
+ * squared distance, s = sqrt(D), m = ||c*||. Every ISA's pq_assign computes
+ * f_j ~ d_j = ||c_j||^2 - 2 x.c_j as a chain of at most dim + 2 roundings
+ * (norm rounded once; products and additions, or FMAs, in some order) over
+ * terms of total magnitude ||c_j||^2 + 2 sum|x_t c_jt|, so
+ *   |f_j - d_j| <= g (||c_j||^2 + 2 a ||c_j||),
+ * and the reported distance D~ = ||x||^2 + f* (||x||^2 also a chain of dim
+ * roundings, one more for the sum) obeys |D~ - D| <= g (3 D + 6 m^2) + u D~.
+ * The chosen f* is the smallest, so D - D_min <= err_* + err_min. With
+ * a <= s + m and ||c_min|| <= a + s, this gives D - D_min <= g (14 D + 12 m^2).
+ * If g (16 D~ + 14 cn*) <= (rel / 2) D~ with rel <= 1e-2, then D~ <= 1.04 D,
+ * 14 g <= 0.44 rel and 12 g m^2 <= 0.45 rel D, so D - D_min <= 0.89 rel D:
+ * the chosen centroid is within a relative rel of the nearest. A NaN or
+ * infinite D~ fails the test and the row is redone.
+ */
+/* Rows that fail the test are gathered (at most this many floats and rows) and assigned together. */
+#define QN_GATHER_FLOATS ((size_t)2048)
+#define QN_GATHER_ROWS ((size_t)512)
+
+size_t qn_assign_rows(const qn_kernels *kt, const float *x, size_t n, size_t ldx, size_t dim,
+                      const float *c, const float *cn, size_t k, uint32_t *codes, float *scratch)
+{
+    const double g = 1.001 * (double)(dim + 2) * (1.0 / 16777216.0);
+    const double half_rel = 0.5 * QN_ASSIGN_REL;
+    float gbuf[QN_GATHER_FLOATS];
+    uint32_t gcodes[QN_GATHER_ROWS];
+    size_t gidx[QN_GATHER_ROWS];
+    size_t i, b, batch, nb = 0, redo = 0;
+    if (n == 0)
+        return 0;
+    if (!cn) {
+        kt->nearest_l2(x, n, ldx, c, k, dim, codes, NULL);
+        return 0;
+    }
+    kt->pq_assign(x, n, ldx, c, cn, k, dim, codes, scratch);
+    /* dim <= QN_FUSED_MAX_DIM here, so a batch holds at least 8 rows */
+    batch = QN_GATHER_FLOATS / dim < QN_GATHER_ROWS ? QN_GATHER_FLOATS / dim : QN_GATHER_ROWS;
+    for (i = 0; i < n; i++) {
+        const double d = (double)scratch[i], m2 = (double)cn[codes[i]];
+        if (g * (16.0 * d + 14.0 * m2) <= half_rel * d)
+            continue; /* certified (a NaN or infinite d fails the test) */
+        memcpy(gbuf + nb * dim, x + i * ldx, dim * sizeof(float));
+        gidx[nb++] = i;
+        if (nb == batch) {
+            /* nearest_l2 decides each row on its own: the batch does not change a code */
+            kt->nearest_l2(gbuf, nb, dim, c, k, dim, gcodes, NULL);
+            for (b = 0; b < nb; b++)
+                codes[gidx[b]] = gcodes[b];
+            redo += nb;
+            nb = 0;
+        }
+    }
+    if (nb > 0) {
+        kt->nearest_l2(gbuf, nb, dim, c, k, dim, gcodes, NULL);
+        for (b = 0; b < nb; b++)
+            codes[gidx[b]] = gcodes[b];
+        redo += nb;
+    }
+    return redo;
+}
+
+/* ------------------------------------------------------------------------- */
 /* Lloyd steps                                                                */
 /* ------------------------------------------------------------------------- */
 
-static void km_estep(km_work *w)
+/* Rows [lo, hi) of range r of nr over `rows` rows: contiguous, sizes differ by at most 1. */
+static void km_range(size_t rows, int nr, int r, size_t *lo, size_t *hi)
 {
-    w->ctx->k->nearest_l2(w->xs, w->ns, w->dim, w->c, w->k, w->dim, w->scodes, w->sdists);
+    const size_t base = rows / (size_t)nr, rem = rows % (size_t)nr, ur = (size_t)r;
+    *lo = ur * base + (ur < rem ? ur : rem);
+    *hi = *lo + base + (ur < rem ? 1 : 0);
 }
 
-/* Counts and within-cluster errors of the current assignment; returns the empty count. */
-static size_t km_tally(km_work *w)
+/*
+ * One pass over `rows` rows of x (dim floats each, contiguous): assign each
+ * row to the current centroids (codes into `codes`, or into fcodes scratch
+ * when NULL) and accumulate sums, counts and squared errors into w->sums,
+ * w->counts and w->cerr (cleared first). Returns the rows the fused path
+ * could not certify.
+ */
+static size_t km_pass(km_work *w, const float *x, size_t rows, uint32_t *codes)
 {
-    size_t i, j, empty = 0;
-    memset(w->counts, 0, w->k * sizeof(size_t));
-    for (j = 0; j < w->k; j++)
-        w->cerr[j] = 0.0;
-    for (i = 0; i < w->ns; i++) {
-        w->counts[w->scodes[i]]++;
-        w->cerr[w->scodes[i]] += (double)w->sdists[i];
+    const qn_kernels *kt = w->ctx->k;
+    const size_t k = w->k, dim = w->dim, kd = k * dim, chunk = w->chunk;
+    const int nr = w->nr;
+    const double cn_max = qn_centroid_norms(w->c, k, dim, w->cn);
+    const float *cn = qn_fused_usable(dim, w->xmax, cn_max) ? w->cn : NULL;
+    size_t redo = 0;
+    long r;
+
+#if QN_HAVE_OPENMP
+#pragma omp parallel for schedule(static) num_threads(nr) reduction(+ : redo) if (nr > 1)
+#endif
+    for (r = 0; r < (long)nr; r++) {
+        double *s = r == 0 ? w->sums : w->psums + (size_t)(r - 1) * kd;
+        uint64_t *cnt = r == 0 ? w->counts : w->pcounts + (size_t)(r - 1) * k;
+        double *e = r == 0 ? w->cerr : w->perr + (size_t)(r - 1) * k;
+        float *scr = w->scratch + (size_t)r * chunk;
+        size_t lo, hi, i0, i;
+        for (i = 0; i < kd; i++)
+            s[i] = 0.0;
+        for (i = 0; i < k; i++) {
+            cnt[i] = 0;
+            e[i] = 0.0;
+        }
+        km_range(rows, nr, (int)r, &lo, &hi);
+        for (i0 = lo; i0 < hi; i0 += chunk) {
+            const size_t m = hi - i0 < chunk ? hi - i0 : chunk;
+            const float *xr = x + i0 * dim;
+            uint32_t *co = codes ? codes + i0 : w->fcodes + (size_t)r * chunk;
+            redo += qn_assign_rows(kt, xr, m, dim, dim, w->c, cn, k, co, scr);
+            kt->codebook_accumulate(xr, m, dim, dim, co, w->c, s, cnt, e);
+        }
     }
+
+    /* Totals: range 0 is already in place; add ranges 1.. in order, element by element. */
+    if (nr > 1) {
+        long q;
+#if QN_HAVE_OPENMP
+#pragma omp parallel for schedule(static) num_threads(nr) if (kd >= 16384)
+#endif
+        for (q = 0; q < (long)kd; q++) {
+            int rr;
+            for (rr = 1; rr < nr; rr++)
+                w->sums[q] += w->psums[(size_t)(rr - 1) * kd + (size_t)q];
+        }
+        for (q = 0; q < (long)k; q++) {
+            int rr;
+            for (rr = 1; rr < nr; rr++) {
+                w->counts[q] += w->pcounts[(size_t)(rr - 1) * k + (size_t)q];
+                w->cerr[q] += w->perr[(size_t)(rr - 1) * k + (size_t)q];
+            }
+        }
+    }
+    return redo;
+}
+
+static size_t km_count_empty(const km_work *w)
+{
+    size_t j, empty = 0;
     for (j = 0; j < w->k; j++)
         empty += w->counts[j] == 0;
     return empty;
@@ -421,15 +602,15 @@ static void km_split(km_work *w, size_t j, size_t m, float eps, const uint32_t k
 }
 
 /*
- * Repair empty clusters of the current assignment (see the top of the file).
- * Leaves codes/dists consistent with the centroids; returns the number of
- * empty clusters that got members.
+ * Repair empty clusters of the current pass (see the top of the file).
+ * Leaves codes, sums, counts and errors consistent with the centroids;
+ * returns the number of empty clusters that got members.
  */
 static size_t km_repair(km_work *w, const qn_kmeans_params *p, const uint32_t key[2],
-                        uint64_t *serial)
+                        uint64_t *serial, size_t *redo)
 {
     const size_t k = w->k;
-    size_t before = km_tally(w), now = before;
+    size_t before = km_count_empty(w), now = before;
     unsigned round;
 
     for (round = 0; round < p->max_split_tries && now > 0; round++) {
@@ -460,37 +641,37 @@ static size_t km_repair(km_work *w, const qn_kmeans_params *p, const uint32_t ke
         }
         if (did == 0)
             break; /* only clusters of identical blocks left: nothing to split */
-        km_estep(w);
-        now = km_tally(w);
+        *redo += km_pass(w, w->xs, w->ns, w->scodes);
+        now = km_count_empty(w);
     }
     return before > now ? before - now : 0;
 }
 
-static double km_objective(const km_work *w)
+/* Mean squared error of the pass over `rows` rows: the per-centroid errors in centroid order. */
+static double km_objective(const km_work *w, size_t rows)
 {
     double s = 0.0;
-    size_t i;
-    for (i = 0; i < w->ns; i++)
-        s += (double)w->sdists[i];
-    return s / (double)w->ns;
+    size_t j;
+    for (j = 0; j < w->k; j++)
+        s += w->cerr[j];
+    return s / (double)rows;
 }
 
-/* Centroid = mean of its members (double sums, row order); empty clusters keep theirs. */
+/* k sum(count_j^2) / rows^2: 1 when every cluster holds rows / k blocks. */
+static double km_imbalance(const km_work *w, size_t rows)
+{
+    double s = 0.0;
+    size_t j;
+    for (j = 0; j < w->k; j++)
+        s += (double)w->counts[j] * (double)w->counts[j];
+    return s * (double)w->k / ((double)rows * (double)rows);
+}
+
+/* Centroid = mean of its members (the pass's double sums); empty clusters keep theirs. */
 static void km_mstep(km_work *w)
 {
     const size_t k = w->k, dim = w->dim;
-    size_t i, j, t;
-    for (i = 0; i < k * dim; i++)
-        w->sums[i] = 0.0;
-    memset(w->counts, 0, k * sizeof(size_t));
-    for (i = 0; i < w->ns; i++) {
-        const uint32_t c = w->scodes[i];
-        const float *xi = w->xs + i * dim;
-        double *s = w->sums + (size_t)c * dim;
-        for (t = 0; t < dim; t++)
-            s[t] += (double)xi[t];
-        w->counts[c]++;
-    }
+    size_t j, t;
     for (j = 0; j < k; j++) {
         if (w->counts[j] == 0)
             continue;
@@ -519,9 +700,11 @@ void qn_kmeans_defaults(qn_kmeans_params *p, size_t k, uint64_t seed)
 }
 
 static qn_status km_validate(const qn_context *ctx, const float *x, size_t n, size_t dim,
-                             const qn_kmeans_params *p, const float *centroids, size_t *ns_out)
+                             const qn_kmeans_params *p, const float *centroids, size_t *ns_out,
+                             double *xmax_out)
 {
     size_t nd, ns, bytes, i;
+    double xmax = 0.0;
 
     if (!ctx || !x || !p || !centroids)
         return qn_fail(ctx, QN_ERR_INVALID_ARG,
@@ -551,12 +734,28 @@ static qn_status km_validate(const qn_context *ctx, const float *x, size_t n, si
         qn_add_overflow(ns, 63, &bytes))
         return qn_fail(ctx, QN_ERR_OVERFLOW, KM_FN ": n = %zu x dim = %zu overflows size_t", n,
                        dim);
-    for (i = 0; i < nd; i++)
+    for (i = 0; i < nd; i++) {
+        const double a = km_absd((double)x[i]);
         if (!isfinite(x[i]))
             return qn_fail(ctx, QN_ERR_INVALID_ARG,
                            KM_FN ": x[%zu] (row %zu) is not finite", i, i / dim);
+        if (a > xmax)
+            xmax = a;
+    }
     *ns_out = ns;
+    *xmax_out = xmax;
     return QN_OK;
+}
+
+/* Row ranges of a pass: the context's threads, at most one per KM_MIN_RANGE training rows. */
+static int km_ranges(const qn_context *ctx, size_t ns)
+{
+    size_t nr = (size_t)qn_threads(ctx), cap = ns / KM_MIN_RANGE;
+    if (nr > cap)
+        nr = cap;
+    if (nr > 1024)
+        nr = 1024;
+    return nr < 1 ? 1 : (int)nr;
 }
 
 qn_status qn_kmeans_train(const qn_context *ctx, const float *x, size_t n, size_t dim,
@@ -566,44 +765,60 @@ qn_status qn_kmeans_train(const qn_context *ctx, const float *x, size_t n, size_
     km_work w;
     uint32_t key[2];
     uint64_t serial = 0;
-    size_t ns = 0, k, i, i0, n_splits = 0, n_empty = 0, fchunk;
+    size_t ns = 0, k, n_splits = 0, n_empty = 0, extra = 0, kd, ps_bytes;
     unsigned it, iters = 0;
-    double prev = 0.0, total;
+    double prev = 0.0, total, xmax = 0.0;
     int have_prev = 0;
     qn_status st;
 
-    st = km_validate(ctx, x, n, dim, p, centroids, &ns);
+    st = km_validate(ctx, x, n, dim, p, centroids, &ns, &xmax);
     if (st != QN_OK)
         return st;
     k = p->k; /* k * dim cannot overflow: k <= n (checked above) */
+    kd = k * dim;
 
     memset(&w, 0, sizeof w);
     w.ctx = ctx;
     w.ns = ns;
     w.k = k;
     w.dim = dim;
-    fchunk = n < KM_CHUNK ? n : KM_CHUNK;
-    w.c = (float *)qn_malloc(ctx, k * dim * sizeof(float));
-    w.sums = (double *)qn_malloc(ctx, k * dim * sizeof(double));
-    w.counts = (size_t *)qn_malloc(ctx, k * sizeof(size_t));
+    w.xmax = xmax;
+    w.chunk = n < KM_CHUNK ? n : KM_CHUNK;
+    w.nr = km_ranges(ctx, ns);
+    /* the partial buffers of ranges 1 .. nr-1 */
+    if (w.nr > 1 && (qn_mul_overflow(kd, (size_t)(w.nr - 1), &extra) ||
+                     qn_mul_overflow(extra, sizeof(double), &ps_bytes))) {
+        return qn_fail(ctx, QN_ERR_OVERFLOW, KM_FN ": %d partial sums of %zu x %zu overflow size_t",
+                       w.nr - 1, k, dim);
+    }
+    w.c = (float *)qn_malloc(ctx, kd * sizeof(float));
+    w.cn = (float *)qn_malloc(ctx, k * sizeof(float));
+    w.sums = (double *)qn_malloc(ctx, kd * sizeof(double));
+    w.counts = (uint64_t *)qn_malloc(ctx, k * sizeof(uint64_t));
     w.cerr = (double *)qn_malloc(ctx, k * sizeof(double));
     w.heap = (uint32_t *)qn_malloc(ctx, k * sizeof(uint32_t));
     w.scodes = (uint32_t *)qn_malloc(ctx, ns * sizeof(uint32_t));
-    w.sdists = (float *)qn_malloc(ctx, ns * sizeof(float));
+    w.scratch = (float *)qn_malloc(ctx, (size_t)w.nr * w.chunk * sizeof(float));
     w.taken = (uint64_t *)qn_malloc(ctx, ((ns + 63) / 64) * sizeof(uint64_t));
+    if (w.nr > 1) {
+        w.psums = (double *)qn_malloc(ctx, extra * sizeof(double));
+        w.pcounts = (uint64_t *)qn_malloc(ctx, (size_t)(w.nr - 1) * k * sizeof(uint64_t));
+        w.perr = (double *)qn_malloc(ctx, (size_t)(w.nr - 1) * k * sizeof(double));
+    }
     if (ns < n)
         w.xs_own = (float *)qn_malloc(ctx, ns * dim * sizeof(float));
     if (p->init == QN_KMEANS_INIT_PLUSPLUS)
         w.mind = (double *)qn_malloc(ctx, ns * sizeof(double));
     if (!codes)
-        w.fcodes = (uint32_t *)qn_malloc(ctx, fchunk * sizeof(uint32_t));
-    if (!w.c || !w.sums || !w.counts || !w.cerr || !w.heap || !w.scodes || !w.sdists ||
-        !w.taken || (ns < n && !w.xs_own) || (p->init == QN_KMEANS_INIT_PLUSPLUS && !w.mind) ||
+        w.fcodes = (uint32_t *)qn_malloc(ctx, (size_t)w.nr * w.chunk * sizeof(uint32_t));
+    if (!w.c || !w.cn || !w.sums || !w.counts || !w.cerr || !w.heap || !w.scodes ||
+        !w.scratch || !w.taken || (w.nr > 1 && (!w.psums || !w.pcounts || !w.perr)) ||
+        (ns < n && !w.xs_own) || (p->init == QN_KMEANS_INIT_PLUSPLUS && !w.mind) ||
         (!codes && !w.fcodes)) {
         km_release(&w);
         return qn_fail(ctx, QN_ERR_OUT_OF_MEMORY,
-                       KM_FN ": out of memory (k = %zu, dim = %zu, %zu training blocks)", k, dim,
-                       ns);
+                       KM_FN ": out of memory (k = %zu, dim = %zu, %zu training blocks, %d threads)",
+                       k, dim, ns, w.nr);
     }
 
     km_key(p->seed, key);
@@ -621,46 +836,39 @@ qn_status qn_kmeans_train(const qn_context *ctx, const float *x, size_t n, size_
         km_init_random(&w, key);
 
     for (it = 0; it < p->iterations; it++) {
-        double obj;
-        size_t fixed = 0;
-        km_estep(&w);
-        if (p->max_split_tries > 0)
-            fixed = km_repair(&w, p, key, &serial);
+        double values[2];
+        size_t fixed = 0, redo;
+        redo = km_pass(&w, w.xs, ns, w.scodes);
+        if (p->max_split_tries > 0 && km_count_empty(&w) > 0)
+            fixed = km_repair(&w, p, key, &serial, &redo);
         n_splits += fixed;
-        obj = km_objective(&w);
+        values[0] = km_objective(&w, ns);
+        values[1] = km_imbalance(&w, ns);
         km_mstep(&w);
         iters = it + 1;
-        qn_log(ctx, QN_LOG_DEBUG, "kmeans: iteration %u objective %.9g (%zu empty clusters filled)",
-               iters, obj, fixed);
-        st = qn_progress(ctx, "kmeans", (uint64_t)iters, (uint64_t)p->iterations);
+        qn_log(ctx, QN_LOG_DEBUG,
+               "kmeans: iteration %u objective %.9g imbalance %.6g (%zu empty clusters filled, "
+               "%zu rows re-assigned by exact differences)",
+               iters, values[0], values[1], fixed, redo);
+        st = qn_progress_values(ctx, "kmeans", (uint64_t)iters, (uint64_t)p->iterations, values,
+                                2);
         if (st != QN_OK) {
             km_release(&w);
             return st;
         }
-        if (obj == 0.0)
+        if (values[0] == 0.0)
             break;
-        if (p->tol > 0.0 && have_prev && km_absd(prev - obj) <= p->tol * prev)
+        if (p->tol > 0.0 && have_prev && km_absd(prev - values[0]) <= p->tol * prev)
             break;
-        prev = obj;
+        prev = values[0];
         have_prev = 1;
     }
 
     /* Nothing can fail from here on: assign all n rows, straight into codes if given. */
-    memset(w.counts, 0, k * sizeof(size_t));
-    total = 0.0;
-    for (i0 = 0; i0 < n; i0 += fchunk) {
-        const size_t cnt = n - i0 < fchunk ? n - i0 : fchunk;
-        uint32_t *out = codes ? codes + i0 : w.fcodes;
-        ctx->k->nearest_l2(x + i0 * dim, cnt, dim, w.c, k, dim, out, NULL);
-        for (i = 0; i < cnt; i++) {
-            w.counts[out[i]]++;
-            total += km_dist_d(x + (i0 + i) * dim, w.c + (size_t)out[i] * dim, dim);
-        }
-    }
-    for (i = 0; i < k; i++)
-        n_empty += w.counts[i] == 0;
-    total /= (double)n;
-    memcpy(centroids, w.c, k * dim * sizeof(float));
+    km_pass(&w, x, n, codes);
+    n_empty = km_count_empty(&w);
+    total = km_objective(&w, n);
+    memcpy(centroids, w.c, kd * sizeof(float));
     km_release(&w);
 
     if (n_empty > 0)

@@ -1,5 +1,7 @@
 /*
- * libqnoise: PQ assignment with precomputed centroid norms, AVX2 + FMA.
+ * libqnoise: the PQ kernels for AVX2 + FMA: assignment with precomputed
+ * centroid norms (pq_assign) and codebook accumulation (codebook_accumulate,
+ * at the end of the file).
  * SPDX-License-Identifier: MIT
  *
  * Compiled with only -mavx2 -mfma.
@@ -313,5 +315,124 @@ void qn_k_pq_assign_avx2(const float *x, size_t n, size_t ldx, const float *c,
                 dists[i0 + r] = bd[r];
         }
         i0 += cnt;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* codebook_accumulate                                                                            */
+/*
+ * Contract: qn_k_codebook_accumulate_fn in kernels.h (bit-identical with
+ * scalar). Rows stay in order; eight floats of a row at a time become two
+ * vectors of four doubles (exact) added to the sums of its centroid. The
+ * squared error keeps the contract's eight interleaved partial sums in two
+ * vectors, lo = (P_0..P_3) and hi = (P_4..P_7), reduced with the contract's
+ * tree: lo + hi = (P_l + P_{l+4}), then the two 128-bit halves, then the two
+ * doubles. A tail of fewer than eight floats is a group of four (lanes
+ * P_0..P_3) and/or up to three more built from scalar loads with zeros in
+ * the other lanes (zeros contribute +0 and change no sum; their sums are
+ * added element by element). No FMA, and no masked loads (valgrind runs this
+ * ISA).
+ */
+
+PQA_INLINE double cba_tree(__m256d lo, __m256d hi)
+{
+    const __m256d h = _mm256_add_pd(lo, hi);
+    const __m128d q = _mm_add_pd(_mm256_castpd256_pd128(h), _mm256_extractf128_pd(h, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(q, _mm_unpackhi_pd(q, q)));
+}
+
+/* The squared-error terms of eight floats of x and c (as doubles) added to lo and hi. */
+#define CBA_ERR8(xlo, xhi, cp)                                                                    \
+    do {                                                                                           \
+        const __m256 cv_ = _mm256_loadu_ps(cp);                                                    \
+        const __m256d dlo_ = _mm256_sub_pd(xlo, _mm256_cvtps_pd(_mm256_castps256_ps128(cv_)));      \
+        const __m256d dhi_ = _mm256_sub_pd(xhi, _mm256_cvtps_pd(_mm256_extractf128_ps(cv_, 1)));    \
+        lo = _mm256_add_pd(lo, _mm256_mul_pd(dlo_, dlo_));                                         \
+        hi = _mm256_add_pd(hi, _mm256_mul_pd(dhi_, dhi_));                                         \
+    } while (0)
+
+/* One row; dim is a constant at the call sites that want the loop unrolled. */
+PQA_INLINE void cba_row(const float *xi, const size_t dim, const float *cj, double *s,
+                        double *e)
+{
+    __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+    size_t t, r, q;
+    int in_hi = 0;
+    for (t = 0; t + 8 <= dim; t += 8) {
+        const __m256 xv = _mm256_loadu_ps(xi + t);
+        const __m256d xlo = _mm256_cvtps_pd(_mm256_castps256_ps128(xv));
+        const __m256d xhi = _mm256_cvtps_pd(_mm256_extractf128_ps(xv, 1));
+        _mm256_storeu_pd(s + t, _mm256_add_pd(_mm256_loadu_pd(s + t), xlo));
+        _mm256_storeu_pd(s + t + 4, _mm256_add_pd(_mm256_loadu_pd(s + t + 4), xhi));
+        if (e)
+            CBA_ERR8(xlo, xhi, cj + t);
+    }
+    if (dim - t >= 4) {
+        /* four elements at t = 0 mod 8: lanes P_0..P_3 */
+        const __m256d x4 = _mm256_cvtps_pd(_mm_loadu_ps(xi + t));
+        _mm256_storeu_pd(s + t, _mm256_add_pd(_mm256_loadu_pd(s + t), x4));
+        if (e) {
+            const __m256d d4 = _mm256_sub_pd(x4, _mm256_cvtps_pd(_mm_loadu_ps(cj + t)));
+            lo = _mm256_add_pd(lo, _mm256_mul_pd(d4, d4));
+        }
+        t += 4;
+        in_hi = 1;
+    }
+    r = dim - t; /* 0..3 elements left, in lanes P_0.. (or P_4.. after a group of four) */
+    if (r > 0) {
+        for (q = 0; q < r; q++)
+            s[t + q] += (double)xi[t + q];
+        if (e) {
+            /* built from scalar loads: no store-to-load round trip */
+            const __m128 xv = _mm_setr_ps(xi[t], r > 1 ? xi[t + 1] : 0.0f, r > 2 ? xi[t + 2] : 0.0f, 0.0f);
+            const __m128 cv = _mm_setr_ps(cj[t], r > 1 ? cj[t + 1] : 0.0f, r > 2 ? cj[t + 2] : 0.0f, 0.0f);
+            const __m256d d = _mm256_sub_pd(_mm256_cvtps_pd(xv), _mm256_cvtps_pd(cv));
+            if (in_hi)
+                hi = _mm256_add_pd(hi, _mm256_mul_pd(d, d));
+            else
+                lo = _mm256_add_pd(lo, _mm256_mul_pd(d, d));
+        }
+    }
+    if (e)
+        *e += cba_tree(lo, hi);
+}
+
+PQA_INLINE void cba_rows(const float *x, size_t n, size_t ldx, const size_t dim,
+                         const uint32_t *codes, const float *c, double *sums, uint64_t *counts,
+                         double *err)
+{
+    size_t i;
+    if (err) {
+        for (i = 0; i < n; i++) {
+            const size_t j = codes[i];
+            cba_row(x + i * ldx, dim, c + j * dim, sums + j * dim, err + j);
+            counts[j] += 1;
+        }
+    } else {
+        for (i = 0; i < n; i++) {
+            const size_t j = codes[i];
+            cba_row(x + i * ldx, dim, NULL, sums + j * dim, NULL);
+            counts[j] += 1;
+        }
+    }
+}
+
+void qn_k_codebook_accumulate_avx2(const float *x, size_t n, size_t ldx, size_t dim,
+                                   const uint32_t *codes, const float *c, double *sums,
+                                   uint64_t *counts, double *err)
+{
+    switch (dim) {
+    case 4:
+        cba_rows(x, n, ldx, 4, codes, c, sums, counts, err);
+        break;
+    case 8:
+        cba_rows(x, n, ldx, 8, codes, c, sums, counts, err);
+        break;
+    case 16:
+        cba_rows(x, n, ldx, 16, codes, c, sums, counts, err);
+        break;
+    default:
+        cba_rows(x, n, ldx, dim, codes, c, sums, counts, err);
+        break;
     }
 }

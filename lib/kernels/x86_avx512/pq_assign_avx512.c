@@ -1,5 +1,7 @@
 /*
- * libqnoise: PQ assignment with precomputed centroid norms, AVX-512 F/BW/VL/DQ.
+ * libqnoise: the PQ kernels for AVX-512 F/BW/VL/DQ: assignment with
+ * precomputed centroid norms (pq_assign) and codebook accumulation
+ * (codebook_accumulate, at the end of the file).
  * SPDX-License-Identifier: MIT
  *
  * Compiled with only -mavx512f -mavx512bw -mavx512vl -mavx512dq.
@@ -102,20 +104,66 @@ static float pqa_dot(const float *a, const float *b, size_t dim)
 /*
  * Transpose rows [i0, i0 + cnt) of x, times 2 (exact), into nt tiles of xt:
  * xt[(tile*dim + t)*W + lane] = 2 x[(i0 + tile*W + lane)*ldx + t], zero past cnt.
+ * Blocks of 8 rows x 8 columns go through an in-register 8 x 8 transpose
+ * (masked loads for a column tail, zero vectors past cnt); dims below 4 are
+ * copied element by element.
  */
 static void pqa_transpose(const float *x, size_t ldx, size_t i0, size_t cnt, size_t dim,
                           size_t nt, float *xt)
 {
     size_t r, t;
-    for (r = 0; r < nt * PQA_W; r++) {
+    if (dim < 4) {
+        for (r = 0; r < nt * PQA_W; r++) {
+            float *dst = xt + (r / PQA_W) * dim * PQA_W + r % PQA_W;
+            if (r < cnt) {
+                const float *src = x + (i0 + r) * ldx;
+                for (t = 0; t < dim; t++)
+                    dst[t * PQA_W] = 2.0f * src[t];
+            } else {
+                for (t = 0; t < dim; t++)
+                    dst[t * PQA_W] = 0.0f;
+            }
+        }
+        return;
+    }
+    for (r = 0; r < nt * PQA_W; r += 8) {
         float *dst = xt + (r / PQA_W) * dim * PQA_W + r % PQA_W;
-        if (r < cnt) {
-            const float *src = x + (i0 + r) * ldx;
-            for (t = 0; t < dim; t++)
-                dst[t * PQA_W] = 2.0f * src[t];
-        } else {
-            for (t = 0; t < dim; t++)
-                dst[t * PQA_W] = 0.0f;
+        size_t t0;
+        for (t0 = 0; t0 < dim; t0 += 8) {
+            const size_t w = dim - t0 < 8 ? dim - t0 : 8;
+            const __mmask8 m = (__mmask8)((1u << w) - 1u);
+            __m256 v[8], a[8], b[8];
+            size_t q;
+            for (q = 0; q < 8; q++)
+                v[q] = r + q < cnt ? _mm256_maskz_loadu_ps(m, x + (i0 + r + q) * ldx + t0)
+                                   : _mm256_setzero_ps();
+            a[0] = _mm256_unpacklo_ps(v[0], v[1]);
+            a[1] = _mm256_unpackhi_ps(v[0], v[1]);
+            a[2] = _mm256_unpacklo_ps(v[2], v[3]);
+            a[3] = _mm256_unpackhi_ps(v[2], v[3]);
+            a[4] = _mm256_unpacklo_ps(v[4], v[5]);
+            a[5] = _mm256_unpackhi_ps(v[4], v[5]);
+            a[6] = _mm256_unpacklo_ps(v[6], v[7]);
+            a[7] = _mm256_unpackhi_ps(v[6], v[7]);
+            b[0] = _mm256_shuffle_ps(a[0], a[2], 0x44);
+            b[1] = _mm256_shuffle_ps(a[0], a[2], 0xee);
+            b[2] = _mm256_shuffle_ps(a[1], a[3], 0x44);
+            b[3] = _mm256_shuffle_ps(a[1], a[3], 0xee);
+            b[4] = _mm256_shuffle_ps(a[4], a[6], 0x44);
+            b[5] = _mm256_shuffle_ps(a[4], a[6], 0xee);
+            b[6] = _mm256_shuffle_ps(a[5], a[7], 0x44);
+            b[7] = _mm256_shuffle_ps(a[5], a[7], 0xee);
+            /* column t0 + q of the 8 rows, in lanes 0..7 */
+            v[0] = _mm256_permute2f128_ps(b[0], b[4], 0x20);
+            v[1] = _mm256_permute2f128_ps(b[1], b[5], 0x20);
+            v[2] = _mm256_permute2f128_ps(b[2], b[6], 0x20);
+            v[3] = _mm256_permute2f128_ps(b[3], b[7], 0x20);
+            v[4] = _mm256_permute2f128_ps(b[0], b[4], 0x31);
+            v[5] = _mm256_permute2f128_ps(b[1], b[5], 0x31);
+            v[6] = _mm256_permute2f128_ps(b[2], b[6], 0x31);
+            v[7] = _mm256_permute2f128_ps(b[3], b[7], 0x31);
+            for (q = 0; q < w; q++)
+                _mm256_storeu_ps(dst + (t0 + q) * PQA_W, _mm256_add_ps(v[q], v[q]));
         }
     }
 }
@@ -308,5 +356,96 @@ void qn_k_pq_assign_avx512(const float *x, size_t n, size_t ldx, const float *c,
                 dists[i0 + r] = bd[r];
         }
         i0 += cnt;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* codebook_accumulate                                                                            */
+/*
+ * Contract: qn_k_codebook_accumulate_fn in kernels.h (bit-identical with
+ * scalar). Rows stay in order; the dim axis goes into the lanes: eight floats
+ * of a row become eight doubles (exact), added to the eight sums of its
+ * centroid with one vaddpd. The squared error keeps the contract's eight
+ * interleaved partial sums in one vector (lane l holds P_l: lane l of chunk
+ * t/8 is element t + l) and reduces it with the contract's tree: upper half
+ * onto lower half (P_l + P_{l+4}), then the two 128-bit halves, then the two
+ * doubles. Lanes past dim are loaded as 0 and contribute +0, which changes no
+ * sum. No FMA anywhere.
+ */
+
+PQA_INLINE double cba_tree(__m512d p)
+{
+    const __m256d h = _mm256_add_pd(_mm512_castpd512_pd256(p), _mm512_extractf64x4_pd(p, 1));
+    const __m128d q = _mm_add_pd(_mm256_castpd256_pd128(h), _mm256_extractf128_pd(h, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(q, _mm_unpackhi_pd(q, q)));
+}
+
+/* One row; dim is a constant at the call sites that want the loop unrolled. */
+PQA_INLINE void cba_row(const float *xi, const size_t dim, const float *cj, double *s,
+                        double *e)
+{
+    const size_t full = dim / 8 * 8;
+    const __mmask8 tail = (__mmask8)((1u << (dim - full)) - 1u);
+    __m512d p = _mm512_setzero_pd();
+    size_t t;
+    for (t = 0; t < full; t += 8) {
+        const __m512d xv = _mm512_cvtps_pd(_mm256_loadu_ps(xi + t));
+        _mm512_storeu_pd(s + t, _mm512_add_pd(_mm512_loadu_pd(s + t), xv));
+        if (e) {
+            const __m512d d = _mm512_sub_pd(xv, _mm512_cvtps_pd(_mm256_loadu_ps(cj + t)));
+            p = _mm512_add_pd(p, _mm512_mul_pd(d, d));
+        }
+    }
+    if (tail) {
+        const __m512d xv = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(tail, xi + full));
+        _mm512_mask_storeu_pd(s + full, tail,
+                              _mm512_add_pd(_mm512_maskz_loadu_pd(tail, s + full), xv));
+        if (e) {
+            const __m512d d =
+                _mm512_sub_pd(xv, _mm512_cvtps_pd(_mm256_maskz_loadu_ps(tail, cj + full)));
+            p = _mm512_add_pd(p, _mm512_mul_pd(d, d));
+        }
+    }
+    if (e)
+        *e += cba_tree(p);
+}
+
+PQA_INLINE void cba_rows(const float *x, size_t n, size_t ldx, const size_t dim,
+                         const uint32_t *codes, const float *c, double *sums, uint64_t *counts,
+                         double *err)
+{
+    size_t i;
+    if (err) {
+        for (i = 0; i < n; i++) {
+            const size_t j = codes[i];
+            cba_row(x + i * ldx, dim, c + j * dim, sums + j * dim, err + j);
+            counts[j] += 1;
+        }
+    } else {
+        for (i = 0; i < n; i++) {
+            const size_t j = codes[i];
+            cba_row(x + i * ldx, dim, NULL, sums + j * dim, NULL);
+            counts[j] += 1;
+        }
+    }
+}
+
+void qn_k_codebook_accumulate_avx512(const float *x, size_t n, size_t ldx, size_t dim,
+                                     const uint32_t *codes, const float *c, double *sums,
+                                     uint64_t *counts, double *err)
+{
+    switch (dim) {
+    case 4:
+        cba_rows(x, n, ldx, 4, codes, c, sums, counts, err);
+        break;
+    case 8:
+        cba_rows(x, n, ldx, 8, codes, c, sums, counts, err);
+        break;
+    case 16:
+        cba_rows(x, n, ldx, 16, codes, c, sums, counts, err);
+        break;
+    default:
+        cba_rows(x, n, ldx, dim, codes, c, sums, counts, err);
+        break;
     }
 }
