@@ -55,7 +55,7 @@ run() { # run DIR LABEL [meson test args...]
   count "$dir" "$label"
 }
 
-# 1. gcc, everything
+# 1. gcc, everything (the interop suite: an npm reader, run here only)
 setup "$out/gcc" -Dbuildtype=debugoptimized
 meson compile -C "$out/gcc"
 run "$out/gcc" "gcc: all suites"
