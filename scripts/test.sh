@@ -3,9 +3,14 @@
 #   1. gcc build: the whole suite (api, kernels, abi, consumers, tool)
 #   2. the same API and kernel tests with QN_ISA=scalar
 #   3. clang build (-Werror) and its API and kernel tests
-#   4. ASan+UBSan build and its API and kernel tests
+#   4. ASan+UBSan build and its API and kernel tests (and the concurrency stress test)
 #   5. valgrind (QN_ISA=avx2) over the API and kernel tests
-# Ends with one line "N passed, N failed" over all runs. Exit status 0 only if all pass.
+#   6. valgrind (QN_ISA=scalar) over the api, quant and format suites
+#   7. ThreadSanitizer build (clang, OpenMP off) and the concurrency stress test
+#   8. libFuzzer build (clang, -Dfuzz=enabled): the corpus replay, then tests/fuzz/run.sh
+#      (QN_FUZZ_SECONDS per target, default 60)
+# Ends with one line "N passed, N failed" over all runs (each fuzz target counts as one test).
+# Exit status 0 only if all pass. docs/reliability.md says what each run proves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -65,20 +70,55 @@ run "$out/gcc" "gcc: QN_ISA=scalar" --setup scalar --suite api --suite kernels -
 if command -v clang >/dev/null; then
   CC=clang CXX=clang++ setup "$out/clang" -Dbuildtype=debugoptimized
   meson compile -C "$out/clang"
-  run "$out/clang" "clang: api+kernels+quant+format+tool+examples" --suite api --suite kernels --suite quant \
-    --suite format --suite tool --suite examples
+  run "$out/clang" "clang: api+kernels+quant+format+tool+examples+stress" --suite api --suite kernels --suite quant \
+    --suite format --suite tool --suite examples --suite stress
 fi
 # 4. ASan + UBSan
 setup "$out/asan" -Dbuildtype=debug -Db_sanitize=address,undefined -Db_lundef=false \
   -Dc_args=-fno-sanitize-recover=all -Dcpp_args=-fno-sanitize-recover=all
 meson compile -C "$out/asan"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  run "$out/asan" "asan+ubsan: api+kernels+quant+format+tool+examples" --suite api --suite kernels --suite quant \
-    --suite format --suite tool --suite examples
+  run "$out/asan" "asan+ubsan: api+kernels+quant+format+tool+examples+stress" --suite api --suite kernels --suite quant \
+    --suite format --suite tool --suite examples --suite stress
 # 5. valgrind
 if command -v valgrind >/dev/null; then
   run "$out/gcc" "valgrind (QN_ISA=avx2): api+kernels+quant+format+examples" --setup valgrind --suite api --suite kernels \
     --suite quant --suite format --suite examples
+fi
+# 6. valgrind with the scalar kernels
+if command -v valgrind >/dev/null; then
+  run "$out/gcc" "valgrind (QN_ISA=scalar): api+quant+format" --setup valgrindscalar --suite api --suite quant \
+    --suite format
+fi
+# 7. ThreadSanitizer: many threads on distinct layers, compressions and one shared compressed tensor.
+#    OpenMP is off: the OpenMP runtime is not instrumented and would give false reports.
+if command -v clang >/dev/null; then
+  CC=clang CXX=clang++ setup "$out/tsan" -Dbuildtype=debugoptimized -Db_sanitize=thread -Db_lundef=false \
+    -Dopenmp=disabled
+  meson compile -C "$out/tsan" tests/test_stress
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 CK_FORK=no \
+    run "$out/tsan" "tsan: stress" --no-rebuild --suite stress
+fi
+# 8. libFuzzer: replay the committed corpus (fast), then fuzz every target for a bounded time
+if command -v clang >/dev/null; then
+  CC=clang CXX=clang++ setup "$out/fuzz" -Dbuildtype=debugoptimized -Dfuzz=enabled
+  fuzz_exes=(tests/fuzz/fuzz_gguf tests/fuzz/fuzz_qtensor)
+  if pkg-config --exists jansson; then fuzz_exes+=(tests/fuzz/fuzz_safetensors); fi
+  meson compile -C "$out/fuzz" "${fuzz_exes[@]}"
+  run "$out/fuzz" "fuzz: corpus replay" --no-rebuild --suite fuzz
+  echo "=== fuzz: ${QN_FUZZ_SECONDS:-60} s per target"
+  fuzz_log="$out/fuzz/fuzz-run.log"
+  fuzz_status=0
+  rm -rf "$out/fuzz/fuzz-work"
+  QN_FUZZ_SECONDS=${QN_FUZZ_SECONDS:-60} QN_FUZZ_OUT="$out/fuzz/fuzz-work" bash tests/fuzz/run.sh "$out/fuzz" \
+    >"$fuzz_log" 2>&1 || fuzz_status=$?
+  cat "$fuzz_log"
+  fp=$(grep -c '^fuzz .*: ok$' "$fuzz_log" || true)
+  ff=$(grep -c '^fuzz .*: FAILED' "$fuzz_log" || true)
+  if [ "$fuzz_status" -ne 0 ] && [ "$ff" -eq 0 ]; then ff=1; fi
+  passed=$((passed + fp))
+  failed=$((failed + ff))
+  summary+=("fuzz: run.sh: $fp passed, $ff failed")
 fi
 
 echo

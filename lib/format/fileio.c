@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define QN_WBUF ((size_t)1 << 20)
@@ -113,6 +114,37 @@ static char *qn_strdup_ctx(const qn_context *ctx, const char *s, size_t extra)
     return p;
 }
 
+/*
+ * Create the temporary file `tmp` (which ends in ".tmp-XXXXXX") with O_EXCL and mode 0666, so
+ * the kernel applies the process umask as for any new file. (mkstemp creates 0600, and learning
+ * the umask to widen that takes umask(), which changes process-wide state: two threads saving at
+ * once could leave the process with umask 0.) The six characters mix the object's address, the
+ * process id, a clock and the attempt number; no global state. Returns the descriptor or -1.
+ */
+static int qn_create_tmp(char *tmp, const void *salt)
+{
+    static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+    char *x = tmp + strlen(tmp) - 6;
+    struct timespec ts;
+    uint64_t seed;
+    int attempt, fd = -1, i;
+    memset(&ts, 0, sizeof ts);
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    seed = (uint64_t)(uintptr_t)salt ^ ((uint64_t)getpid() << 40) ^ ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)ts.tv_nsec;
+    for (attempt = 0; attempt < 1000; attempt++) {
+        uint64_t z = seed + (uint64_t)(attempt + 1) * 0x9E3779B97F4A7C15ull; /* splitmix64 */
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        z ^= z >> 31;
+        for (i = 0; i < 6; i++, z /= 36)
+            x[i] = digits[z % 36];
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd >= 0 || errno != EEXIST)
+            break;
+    }
+    return fd;
+}
+
 qn_status qn_atomic_open(const qn_context *ctx, const char *path, qn_atomic_file **out, const char *fn)
 {
     qn_atomic_file *f;
@@ -135,7 +167,7 @@ qn_status qn_atomic_open(const qn_context *ctx, const char *path, qn_atomic_file
         return qn_fail(ctx, QN_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
     }
     strcat(f->tmp, ".tmp-XXXXXX");
-    f->fd = mkstemp(f->tmp);
+    f->fd = qn_create_tmp(f->tmp, f);
     if (f->fd < 0) {
         int e = errno;
         qn_free(ctx, f->path);
@@ -143,12 +175,6 @@ qn_status qn_atomic_open(const qn_context *ctx, const char *path, qn_atomic_file
         qn_free(ctx, f->buf);
         qn_free(ctx, f);
         return qn_fail(ctx, QN_ERR_IO, "%s: cannot create a temporary file next to %s: %s", fn, path, strerror(e));
-    }
-    /* mkstemp creates 0600; give the file the usual permissions (umask applies) */
-    {
-        mode_t um = umask(0);
-        umask(um);
-        (void)fchmod(f->fd, 0666 & ~um);
     }
     *out = f;
     return QN_OK;

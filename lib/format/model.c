@@ -21,6 +21,7 @@
 
 #include "format/gguf.h"
 #include "format/half.h"
+#include "format/model_internal.h"
 #include "format/qtensor_internal.h"
 #include "format/safetensors.h"
 #include "qn_config.h"
@@ -617,7 +618,9 @@ static qn_status qn_gl_string(const qn_gl *g, const char *field, const char **s,
     return st;
 }
 
-/* The GGUF tensor `base.suffix` (suffix may be ""), checked for type and dims (GGUF order). */
+#define QN_GL_ANY_TYPE UINT32_MAX
+
+/* The GGUF tensor `base.suffix` (suffix may be ""), checked for type (unless QN_GL_ANY_TYPE) and dims (GGUF order). */
 static qn_status qn_gl_tensor(const qn_gl *g, const char *base, size_t base_len, const char *suffix, uint32_t type,
                               uint32_t n_dims, const uint64_t *dims, qn_gguf_tensor *t)
 {
@@ -632,7 +635,7 @@ static qn_status qn_gl_tensor(const qn_gl *g, const char *base, size_t base_len,
     if (idx == QN_GGUF_NOT_FOUND)
         return qn_fail(g->ctx, QN_ERR_CORRUPT_DATA, "qn_model_load_gguf: %s: missing tensor %s", g->path, name);
     qn_gguf_tensor_info(g->f, idx, t);
-    if (t->type != type || t->n_dims != n_dims)
+    if ((type != QN_GL_ANY_TYPE && t->type != type) || t->n_dims != n_dims)
         return qn_fail(g->ctx, QN_ERR_CORRUPT_DATA, "qn_model_load_gguf: %s: tensor %s has type %s and %u dims, expected %s and %u",
                        g->path, name, qn_ggml_type_name(t->type), t->n_dims, qn_ggml_type_name(type), n_dims);
     for (d = 0; d < n_dims; d++)
@@ -641,6 +644,41 @@ static qn_status qn_gl_tensor(const qn_gl *g, const char *base, size_t base_len,
                            "qn_model_load_gguf: %s: tensor %s has dims[%u] = %llu, expected %llu", g->path, name, d,
                            (unsigned long long)t->dims[d], (unsigned long long)dims[d]);
     return QN_OK;
+}
+
+/* Storage width of a PQ code with K centroids (as qn_qtensor keeps it). */
+static unsigned qn_code_bits_pq(uint64_t k)
+{
+    return k <= 16 ? 4u : k <= 256 ? 8u : 16u;
+}
+
+/* Bytes of one row of per_row packed codes of code_bits (4, 8 or 16), without overflow. */
+static uint64_t qn_row_bytes(uint64_t per_row, unsigned code_bits)
+{
+    return code_bits == 16 ? 2 * per_row : code_bits == 8 ? per_row : per_row / 2 + (per_row & 1);
+}
+
+/*
+ * The codes tensor `base.suffix` of a compressed tensor with `rows` rows of per_row codes, looked
+ * up before anything is allocated from the keys: the file then holds at least rows * per_row / 2
+ * bytes of codes, which bounds every allocation the keys declare by the file's own size.
+ */
+static qn_status qn_gl_codes_first(const qn_gl *g, const char *base, size_t base_len, const char *suffix,
+                                   uint64_t per_row, unsigned code_bits, uint64_t rows)
+{
+    uint64_t dims[2];
+    qn_gguf_tensor t;
+    dims[0] = code_bits == 16 ? per_row : qn_row_bytes(per_row, code_bits);
+    dims[1] = rows;
+    return qn_gl_tensor(g, base, base_len, suffix, code_bits == 16 ? QN_GGML_I16 : QN_GGML_I8, 2, dims, &t);
+}
+
+/* A scalar tensor's extreme grid values (qmin - z) * s and (qmax - z) * s are finite for every channel. */
+static int qn_scalar_grid_finite(const qn_qtensor *qt, size_t r)
+{
+    float lo = ((float)qt->qmin - (float)qt->zero[r]) * qt->scale[r];
+    float hi = ((float)qt->qmax - (float)qt->zero[r]) * qt->scale[r];
+    return isfinite(lo) && isfinite(hi);
 }
 
 static qn_status qn_load_gguf_entry(qn_model *m, const qn_gl *g)
@@ -711,8 +749,8 @@ static qn_status qn_load_gguf_entry(qn_model *m, const qn_gl *g)
             st = qn_gl_uint(g, "code_bits", &code_bits);
         if (st != QN_OK)
             return st;
-        if (rows > (uint64_t)SIZE_MAX || cols > (uint64_t)SIZE_MAX || rows == 0 || cols == 0 ||
-            (ndim >= 1 && (uint64_t)shape[0] != rows) || numel != rows * cols || ndim < 1)
+        if (rows > (uint64_t)SIZE_MAX || cols > (uint64_t)SIZE_MAX || rows == 0 || cols == 0 || ndim < 1 ||
+            (uint64_t)shape[0] != rows || (uint64_t)(numel / shape[0]) != cols)
             return qn_fail(m->ctx, QN_ERR_CORRUPT_DATA, "%s: %s: tensor \"%.*s\": rows/cols do not match the shape", fn,
                            g->path, (int)name_len, name);
         st = qn_qtensor_alloc(m->ctx, is_pq ? QN_QTENSOR_PQ : QN_QTENSOR_SCALAR, (size_t)rows, (size_t)cols, &qt, fn);
@@ -729,6 +767,14 @@ static qn_status qn_load_gguf_entry(qn_model *m, const qn_gl *g)
             if (st == QN_OK && (bs == 0 || bs > cols || k > 65536 || k < 2))
                 st = qn_fail(m->ctx, QN_ERR_CORRUPT_DATA, "%s: %s: tensor \"%.*s\": bad block_size or n_centroids", fn,
                              g->path, (int)name_len, name);
+            if (st == QN_OK && cols % bs == 0) {
+                /* codes and codebook first: the allocations below are then bounded by the file */
+                st = qn_gl_codes_first(g, base, base_len, "codes", cols / bs, qn_code_bits_pq(k), rows);
+                dims[0] = bs;
+                dims[1] = k;
+                if (st == QN_OK)
+                    st = qn_gl_tensor(g, base, base_len, "codebook", QN_GL_ANY_TYPE, 2, dims, &t);
+            }
             if (st == QN_OK) {
                 st = qn_qtensor_alloc_pq(qt, (size_t)bs, (size_t)k, fn);
                 if (st == QN_ERR_INVALID_ARG)
@@ -790,6 +836,8 @@ static qn_status qn_load_gguf_entry(qn_model *m, const qn_gl *g)
             if (st == QN_OK && (bits < 2 || bits > 8))
                 st = qn_fail(m->ctx, QN_ERR_CORRUPT_DATA, "%s: %s: tensor \"%.*s\": bits = %llu", fn, g->path,
                              (int)name_len, name, (unsigned long long)bits);
+            if (st == QN_OK) /* the codes first: the allocations below are then bounded by the file */
+                st = qn_gl_codes_first(g, base, base_len, "q", cols, bits <= 4 ? 4u : 8u, rows);
             if (st == QN_OK)
                 st = qn_qtensor_alloc_scalar(qt, (unsigned)bits, sch, pc, fn);
             if (st == QN_OK && qt->code_bits != code_bits)
@@ -806,7 +854,7 @@ static qn_status qn_load_gguf_entry(qn_model *m, const qn_gl *g)
                 memcpy(qt->zero, t.data, qt->nch * sizeof(int32_t));
                 for (r = 0; r < qt->nch && st == QN_OK; r++)
                     if (!(qt->scale[r] > 0.0f) || !isfinite(qt->scale[r]) || qt->zero[r] < qt->qmin ||
-                        qt->zero[r] > qt->qmax)
+                        qt->zero[r] > qt->qmax || !qn_scalar_grid_finite(qt, r))
                         st = qn_fail(m->ctx, QN_ERR_CORRUPT_DATA, "%s: %s: tensor \"%.*s\": bad scale or zero point %zu",
                                      fn, g->path, (int)name_len, name, r);
             }
@@ -837,10 +885,10 @@ static qn_status qn_load_gguf_entry(qn_model *m, const qn_gl *g)
     }
 }
 
-QN_API qn_status qn_model_load_gguf(qn_context *ctx, const char *path, unsigned flags, qn_model **out)
+/* The model held by an open (and verified) GGUF file; `path` names it in messages. f stays the caller's. */
+static qn_status qn_model_from_gguf(qn_context *ctx, const qn_gguf_file *f, const char *path, qn_model **out)
 {
     static const char fn[] = "qn_model_load_gguf";
-    qn_gguf_file *f = NULL;
     qn_model *m = NULL;
     qn_gl g;
     uint64_t version = 0, count = 0;
@@ -848,31 +896,17 @@ QN_API qn_status qn_model_load_gguf(qn_context *ctx, const char *path, unsigned 
     const char *arch;
     size_t arch_len;
     qn_status st;
-    if (!ctx || !out)
-        return QN_ERR_INVALID_ARG;
-    *out = NULL;
-    if (!path)
-        return qn_fail(ctx, QN_ERR_INVALID_ARG, "%s: path is NULL", fn);
-    st = qn_gguf_open(ctx, path, QN_GGUF_VERIFY | ((flags & QN_LOAD_NO_MMAP) ? QN_GGUF_NO_MMAP : 0), &f);
-    if (st != QN_OK)
-        return st;
     kv = qn_gguf_find_kv(f, "general.architecture");
     if (kv == QN_GGUF_NOT_FOUND || qn_gguf_get_string(f, kv, &arch, &arch_len) != QN_OK || arch_len != 6 ||
-        memcmp(arch, "qnoise", 6) != 0) {
-        qn_gguf_close(f);
+        memcmp(arch, "qnoise", 6) != 0)
         return qn_fail(ctx, QN_ERR_UNSUPPORTED, "%s: %s is not a qnoise GGUF file (general.architecture)", fn, path);
-    }
     kv = qn_gguf_find_kv(f, "qnoise.format_version");
-    if (kv == QN_GGUF_NOT_FOUND || qn_gguf_get_uint(f, kv, &version) != QN_OK || version != QN_MODEL_FORMAT_VERSION) {
-        qn_gguf_close(f);
+    if (kv == QN_GGUF_NOT_FOUND || qn_gguf_get_uint(f, kv, &version) != QN_OK || version != QN_MODEL_FORMAT_VERSION)
         return qn_fail(ctx, QN_ERR_UNSUPPORTED, "%s: %s: qnoise.format_version %llu (this library reads %u)", fn, path,
                        (unsigned long long)version, QN_MODEL_FORMAT_VERSION);
-    }
     kv = qn_gguf_find_kv(f, "qnoise.tensor_count");
-    if (kv == QN_GGUF_NOT_FOUND || qn_gguf_get_uint(f, kv, &count) != QN_OK || count > qn_gguf_kv_count(f)) {
-        qn_gguf_close(f);
+    if (kv == QN_GGUF_NOT_FOUND || qn_gguf_get_uint(f, kv, &count) != QN_OK || count > qn_gguf_kv_count(f))
         return qn_fail(ctx, QN_ERR_CORRUPT_DATA, "%s: %s: missing or impossible qnoise.tensor_count", fn, path);
-    }
     st = qn_model_create(ctx, &m);
     g.ctx = ctx;
     g.f = f;
@@ -881,13 +915,47 @@ QN_API qn_status qn_model_load_gguf(qn_context *ctx, const char *path, unsigned 
         g.i = i;
         st = qn_load_gguf_entry(m, &g);
     }
-    qn_gguf_close(f);
     if (st != QN_OK) {
         qn_model_destroy(m);
         return st;
     }
     *out = m;
     return QN_OK;
+}
+
+QN_API qn_status qn_model_load_gguf(qn_context *ctx, const char *path, unsigned flags, qn_model **out)
+{
+    qn_gguf_file *f = NULL;
+    qn_status st;
+    if (!ctx || !out)
+        return QN_ERR_INVALID_ARG;
+    *out = NULL;
+    if (!path)
+        return qn_fail(ctx, QN_ERR_INVALID_ARG, "qn_model_load_gguf: path is NULL");
+    st = qn_gguf_open(ctx, path, QN_GGUF_VERIFY | ((flags & QN_LOAD_NO_MMAP) ? QN_GGUF_NO_MMAP : 0), &f);
+    if (st != QN_OK)
+        return st;
+    st = qn_model_from_gguf(ctx, f, path, out);
+    qn_gguf_close(f);
+    return st;
+}
+
+qn_status qn_model_load_gguf_memory(qn_context *ctx, const void *data, size_t size, qn_model **out)
+{
+    qn_gguf_file *f = NULL;
+    qn_status st;
+    if (!ctx || !out)
+        return QN_ERR_INVALID_ARG;
+    *out = NULL;
+    if (!data && size)
+        return qn_fail(ctx, QN_ERR_INVALID_ARG, "qn_model_load_gguf_memory: data is NULL");
+    st = qn_gguf_open_memory(ctx, data, size, &f);
+    if (st == QN_OK)
+        st = qn_gguf_verify(f, NULL);
+    if (st == QN_OK)
+        st = qn_model_from_gguf(ctx, f, "memory", out);
+    qn_gguf_close(f);
+    return st;
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -1137,7 +1205,7 @@ static qn_status qn_st_load_compressed(qn_model *m, const qn_st_file *f, const c
         return qn_fail(m->ctx, QN_ERR_CORRUPT_DATA, "%s: %s: tensor \"%s\" has unknown kind \"%s\"", fn, path, name, kind);
     st = qn_qtensor_alloc(m->ctx, is_pq ? QN_QTENSOR_PQ : QN_QTENSOR_SCALAR, (size_t)rows, (size_t)cols, &qt, fn);
     if (st != QN_OK)
-        return st == QN_ERR_INVALID_ARG ? QN_ERR_CORRUPT_DATA : st;
+        return st == QN_ERR_INVALID_ARG || st == QN_ERR_OVERFLOW ? QN_ERR_CORRUPT_DATA : st;
     ndim = json_array_size(js);
     qt->ndim = ndim;
     for (j = 0; j < ndim && st == QN_OK; j++) {
@@ -1162,6 +1230,21 @@ static qn_status qn_st_load_compressed(qn_model *m, const qn_st_file *f, const c
         if (!qn_json_uint(jt, "block_size", &bs) || !qn_json_uint(jt, "n_centroids", &k) || !cb ||
             !qn_prec_parse(cb, strlen(cb), &qt->prec) || bs == 0 || bs > cols || k < 2 || k > 65536)
             st = qn_fail(m->ctx, QN_ERR_CORRUPT_DATA, "%s: %s: tensor \"%s\": bad PQ parameters", fn, path, name);
+        if (st == QN_OK && cols % bs == 0) {
+            /* codebook and codes first: the allocations below are then bounded by the file */
+            unsigned cbits = qn_code_bits_pq(k);
+            d2[0] = k;
+            d2[1] = bs;
+            st = qn_st_part(m->ctx, f, path, name, "codebook",
+                            qt->prec == QN_CODEBOOK_FP32   ? QN_ST_F32
+                            : qt->prec == QN_CODEBOOK_FP16 ? QN_ST_F16
+                                                           : QN_ST_I8,
+                            2, d2, &info, &idx);
+            d2[0] = rows;
+            d2[1] = cbits == 16 ? cols / bs : qn_row_bytes(cols / bs, cbits);
+            if (st == QN_OK)
+                st = qn_st_part(m->ctx, f, path, name, "codes", cbits == 16 ? QN_ST_U16 : QN_ST_U8, 2, d2, &info, &idx);
+        }
         if (st == QN_OK) {
             st = qn_qtensor_alloc_pq(qt, (size_t)bs, (size_t)k, fn);
             if (st == QN_ERR_INVALID_ARG)
@@ -1201,6 +1284,10 @@ static qn_status qn_st_load_compressed(qn_model *m, const qn_st_file *f, const c
         if (!qn_json_uint(jt, "bits", &bits) || bits < 2 || bits > 8 || !sch || !qn_scheme_parse(sch, strlen(sch), &s) ||
             !json_is_boolean(pc))
             st = qn_fail(m->ctx, QN_ERR_CORRUPT_DATA, "%s: %s: tensor \"%s\": bad scalar parameters", fn, path, name);
+        d2[0] = rows;
+        d2[1] = qn_row_bytes(cols, bits <= 4 ? 4u : 8u);
+        if (st == QN_OK) /* the codes first: the allocations below are then bounded by the file */
+            st = qn_st_part(m->ctx, f, path, name, "q", QN_ST_U8, 2, d2, &info, &idx);
         if (st == QN_OK)
             st = qn_qtensor_alloc_scalar(qt, (unsigned)bits, s, json_is_true(pc), fn);
         d2[0] = qt->nch;
@@ -1215,7 +1302,8 @@ static qn_status qn_st_load_compressed(qn_model *m, const qn_st_file *f, const c
             used[idx] = 1;
             memcpy(qt->zero, info.data, qt->nch * sizeof(int32_t));
             for (r = 0; r < qt->nch && st == QN_OK; r++)
-                if (!(qt->scale[r] > 0.0f) || !isfinite(qt->scale[r]) || qt->zero[r] < qt->qmin || qt->zero[r] > qt->qmax)
+                if (!(qt->scale[r] > 0.0f) || !isfinite(qt->scale[r]) || qt->zero[r] < qt->qmin || qt->zero[r] > qt->qmax ||
+                    !qn_scalar_grid_finite(qt, r))
                     st = qn_fail(m->ctx, QN_ERR_CORRUPT_DATA, "%s: %s: tensor \"%s\": bad scale or zero point", fn, path,
                                  name);
         }
@@ -1246,24 +1334,17 @@ static qn_status qn_st_load_compressed(qn_model *m, const qn_st_file *f, const c
     return st;
 }
 
-QN_API qn_status qn_model_load_safetensors(qn_context *ctx, const char *path, unsigned flags, qn_model **out)
+/* The model held by an open safetensors file; `path` names it in messages. f stays the caller's. */
+static qn_status qn_model_from_st(qn_context *ctx, const qn_st_file *f, const char *path, unsigned flags,
+                                  qn_model **out)
 {
     static const char fn[] = "qn_model_load_safetensors";
-    qn_st_file *f = NULL;
     qn_model *m = NULL;
     json_t *root = NULL, *tens = NULL;
     unsigned char *used = NULL;
     const char *meta;
     size_t n, i;
     qn_status st;
-    if (!ctx || !out)
-        return QN_ERR_INVALID_ARG;
-    *out = NULL;
-    if (!path)
-        return qn_fail(ctx, QN_ERR_INVALID_ARG, "%s: path is NULL", fn);
-    st = qn_st_open(ctx, path, (flags & QN_LOAD_NO_MMAP) ? 1 : 0, &f);
-    if (st != QN_OK)
-        return st;
     n = qn_st_tensor_count(f);
     used = (unsigned char *)qn_calloc(ctx, n + 1, 1);
     st = used ? qn_model_create(ctx, &m) : qn_fail(ctx, QN_ERR_OUT_OF_MEMORY, "%s: out of memory", fn);
@@ -1325,13 +1406,47 @@ QN_API qn_status qn_model_load_safetensors(qn_context *ctx, const char *path, un
     }
     json_decref(root);
     qn_free(ctx, used);
-    qn_st_close(f);
     if (st != QN_OK) {
         qn_model_destroy(m);
         return st;
     }
     *out = m;
     return QN_OK;
+}
+
+QN_API qn_status qn_model_load_safetensors(qn_context *ctx, const char *path, unsigned flags, qn_model **out)
+{
+    qn_st_file *f = NULL;
+    qn_status st;
+    if (!ctx || !out)
+        return QN_ERR_INVALID_ARG;
+    *out = NULL;
+    if (!path)
+        return qn_fail(ctx, QN_ERR_INVALID_ARG, "qn_model_load_safetensors: path is NULL");
+    st = qn_st_open(ctx, path, (flags & QN_LOAD_NO_MMAP) ? 1 : 0, &f);
+    if (st != QN_OK)
+        return st;
+    st = qn_model_from_st(ctx, f, path, flags, out);
+    qn_st_close(f);
+    return st;
+}
+
+qn_status qn_model_load_safetensors_memory(qn_context *ctx, const void *data, size_t size, unsigned flags,
+                                           qn_model **out)
+{
+    qn_st_file *f = NULL;
+    qn_status st;
+    if (!ctx || !out)
+        return QN_ERR_INVALID_ARG;
+    *out = NULL;
+    if (!data && size)
+        return qn_fail(ctx, QN_ERR_INVALID_ARG, "qn_model_load_safetensors_memory: data is NULL");
+    st = qn_st_open_memory(ctx, data, size, &f);
+    if (st != QN_OK)
+        return st;
+    st = qn_model_from_st(ctx, f, "memory", flags, out);
+    qn_st_close(f);
+    return st;
 }
 
 #else /* no jansson */
@@ -1351,6 +1466,16 @@ QN_API qn_status qn_model_load_safetensors(qn_context *ctx, const char *path, un
         return QN_ERR_INVALID_ARG;
     *out = NULL;
     return qn_fail(ctx, QN_ERR_UNSUPPORTED, "qn_model_load_safetensors: built without safetensors (jansson)");
+}
+
+qn_status qn_model_load_safetensors_memory(qn_context *ctx, const void *data, size_t size, unsigned flags,
+                                           qn_model **out)
+{
+    (void)data, (void)size, (void)flags;
+    if (!ctx || !out)
+        return QN_ERR_INVALID_ARG;
+    *out = NULL;
+    return qn_fail(ctx, QN_ERR_UNSUPPORTED, "qn_model_load_safetensors_memory: built without safetensors (jansson)");
 }
 
 #endif

@@ -22,6 +22,15 @@ static const qn_kernels qn_kernels_scalar_table = {
     qn_k_block_scale_scalar,
     qn_k_pq_assign_scalar,
     qn_k_codebook_accumulate_scalar,
+    .pq_lut = qn_k_pq_lut_scalar,
+    .pq_lut_gather = qn_k_pq_lut_gather_scalar,
+    .pq_blut = qn_k_pq_blut_scalar,
+    .pq_blut_add = qn_k_pq_blut_add_scalar,
+    .pq_decode = qn_k_pq_decode_scalar,
+    .int_gemm_f32 = qn_k_int_gemm_f32_scalar,
+    .int_decode = qn_k_int_decode_scalar,
+    .int_gemm_q = qn_k_int_gemm_q_scalar,
+    .f32_panel = qn_k_f32_panel_scalar,
 };
 
 #if QN_HAVE_AVX2_KERNELS
@@ -33,6 +42,15 @@ static const qn_kernels qn_kernels_avx2_table = {
     qn_k_block_scale_avx2,
     qn_k_pq_assign_avx2,
     qn_k_codebook_accumulate_avx2,
+    .pq_lut = qn_k_pq_lut_avx2,
+    .pq_lut_gather = qn_k_pq_lut_gather_avx2,
+    .pq_blut = qn_k_pq_blut_avx2,
+    .pq_blut_add = qn_k_pq_blut_add_avx2,
+    .pq_decode = qn_k_pq_decode_avx2,
+    .int_gemm_f32 = qn_k_int_gemm_f32_avx2,
+    .int_decode = qn_k_int_decode_avx2,
+    .int_gemm_q = qn_k_int_gemm_q_avx2,
+    .f32_panel = qn_k_f32_panel_avx2,
 };
 #endif
 
@@ -45,6 +63,16 @@ static const qn_kernels qn_kernels_avx512_table = {
     qn_k_block_scale_avx512,
     qn_k_pq_assign_avx512,
     qn_k_codebook_accumulate_avx512,
+    .pq_lut = qn_k_pq_lut_avx512,
+    .pq_lut_gather = qn_k_pq_lut_gather_avx512,
+    .pq_blut = qn_k_pq_blut_avx512,
+    .pq_blut_add = qn_k_pq_blut_add_avx512,
+    .pq_decode = qn_k_pq_decode_avx512,
+    .int_gemm_f32 = qn_k_int_gemm_f32_avx512,
+    .int_decode = qn_k_int_decode_avx512,
+    .int_gemm_q = qn_k_int_gemm_q_avx512,
+    .f32_panel = qn_k_f32_panel_avx512,
+    .int_gemm_q_vnni = qn_k_int_gemm_q_vnni,
 };
 #endif
 

@@ -107,6 +107,137 @@ typedef void (*qn_k_codebook_accumulate_fn)(const float *x, size_t n, size_t ldx
                                             const uint32_t *codes, const float *c, double *sums,
                                             uint64_t *counts, double *err);
 
+/*
+ * PQ GEMM kernels (y = x . W_hat^T with W_hat given by PQ codes and a codebook c[k][bs];
+ * the driver is lib/format/packed_pq.c). Codes come transposed: code(jj, r) = codes[jj*ldc + r]
+ * for subspace jj and output row r, uint8 when wide == 0 and uint16 otherwise, every code < k.
+ * Tables, accumulators and panels need no alignment (the driver gives 64-byte aligned ones).
+ * Rounding: the table builders sum in t order, without FMA in the scalar oracle and with FMA in
+ * the SIMD twins (entries agree to a relative bs * 2^-24 of sum_t |x_t c_t|); the gather-add
+ * kernels add one float at a time in jj order in every lane, and the decode only copies, so
+ * those two are bit-identical with scalar on every ISA.
+ *
+ * pq_lut: tables for output rows in the lanes. For jj < nj, m < M and q < k:
+ *   lut[(jj*M + m)*ldl + q] = sum_{t < bs} x[m*ldx + jj*bs + t] * ct[t*ldct + q]
+ * with ct the codebook transposed (ct[t*ldct + q] = c[q*bs + t]). ldct and ldl are multiples of
+ * 16 and >= k; ct is read, and lut written, for q < round16(k) (ct is zero past k, the extra
+ * lut entries get unspecified values).
+ */
+typedef void (*qn_k_pq_lut_fn)(const float *x, size_t M, size_t ldx, size_t bs, const float *ct,
+                               size_t ldct, size_t k, size_t nj, float *lut, size_t ldl);
+
+/*
+ * pq_lut_gather: gather-add with output rows in the lanes. For m < M and o < n, with
+ * s = init ? (bias ? bias[o] : 0) : y[m*ldy + o],
+ *   y[m*ldy + o] = s + lut[(0*M + m)*ldl + code(0, o)] + ... + lut[((nj-1)*M + m)*ldl + code(nj-1, o)]
+ * Codes are read for o < round64(n) (the caller pads each code row with valid codes); y and bias
+ * only for o < n.
+ */
+typedef void (*qn_k_pq_lut_gather_fn)(const float *lut, size_t ldl, size_t M, const void *codes,
+                                      size_t ldc, int wide, size_t nj, size_t n, const float *bias,
+                                      int init, float *y, size_t ldy);
+
+/*
+ * pq_blut: tables with the batch in the lanes, W = 8 or 16 lanes, for mg <= W rows of x:
+ *   blut[(jj*k + q)*W + m] = sum_{t < bs} x[m*ldx + jj*bs + t] * c[q*bs + t]   (m < mg)
+ *   blut[(jj*k + q)*W + m] = 0                                                 (mg <= m < W)
+ * for jj < nj, q < k; x is read only for m < mg.
+ */
+typedef void (*qn_k_pq_blut_fn)(const float *x, size_t mg, size_t ldx, size_t bs, const float *c,
+                                size_t k, size_t nj, size_t W, float *blut);
+
+/*
+ * pq_blut_add: gather-add with the batch in the lanes. For o < n and lane l < W,
+ *   acc[o*W + l] = s + blut[(0*k + code(0, o))*W + l] + ... + blut[((nj-1)*k + code(nj-1, o))*W + l]
+ * with s = init ? 0 : acc[o*W + l]. Codes are read for o < round64(n) (padded by the caller).
+ */
+typedef void (*qn_k_pq_blut_add_fn)(const float *blut, size_t k, size_t W, const void *codes,
+                                    size_t ldc, int wide, size_t nj, size_t n, int init, float *acc);
+
+/*
+ * pq_decode: rows of W_hat into a panel. For r < nr, jj < nj and t < bs:
+ *   panel[r*ldp + jj*bs + t] = c[code(jj, r)*bs + t]
+ */
+typedef void (*qn_k_pq_decode_fn)(const void *codes, size_t ldc, int wide, const float *c, size_t bs,
+                                  size_t nr, size_t nj, float *panel, size_t ldp);
+
+/*
+ * int GEMM on scalar-quantized weights (lib/format/packed_int.c), int8 (codes of 5..8 bits) or
+ * int4 (codes of 2..4 bits). One layout on every ISA:
+ *   rows in panels of 16 (the last padded), columns in groups of kg = 4 (int8) or 8 (int4);
+ *   (panel p, group g) is the 64-byte block w + (p*groups + g)*64, and inside it row
+ *   r = 16p + 4l + i (l, i < 4) owns the 4 bytes at 16*i + 4*l:
+ *     int8: byte j is the signed value v[r][4g + j];
+ *     int4: byte j holds v[r][8g + j] in its low nibble and v[r][8g + 4 + j] in its high one (0..15).
+ *   Padding (columns >= cols, rows >= rows) is 0.
+ * The decoded weight is W[r][c] = (v[r][c] - zero[r]) * scale[r], v - zero exact in float.
+ * colsum[r] = sum_{c < cols} v[r][c]. scale, zero, zero_i, colsum have npanels*16 entries
+ * (scale 0 and zero 0 in the padding).
+ */
+typedef struct qn_k_intw {
+    const uint8_t *w;
+    size_t rows, cols, groups;
+    int int4;
+    const float *scale;
+    const float *zero;     /* zero[r] as float (|zero| < 2^24) */
+    const int32_t *zero_i; /* zero[r] */
+    const int32_t *colsum;
+    float c4; /* int4: the table of the fp32 kernels holds u - c4 (exact when every row has zero = c4) */
+} qn_k_intw;
+
+/* Columns per group: 4 (int8) or 8 (int4). */
+#define QN_K_INT_KG(int4) ((int4) ? 8u : 4u)
+
+/* One row of quantized activations: x[c] ~ scale * (xq[c] - zero); sum = sum_{c<cols} xq[c] - cols*zero. */
+typedef struct qn_k_xq {
+    float scale;
+    int32_t zero;
+    int32_t sum;
+} qn_k_xq;
+
+/*
+ * int_gemm_f32, activations in fp32 (the weights decoded in registers): for panels p in
+ * [p0, p1), m < M and rows o = 16p + r < rows,
+ *   y[m*ldy + o] = (bias ? bias[o] : 0)
+ *                  + scale[o] * (sum_{c < cols} x[m*ldx + c] * (v[o][c] - c0) - (zero[o] - c0) * xsum[m])
+ * with xsum[m] = sum_{c < cols} x[m*ldx + c] (the caller's, rounded once) and c0 = c4 for int4
+ * kernels that decode through a 16-entry table, else 0 (the zero point folded out of the inner
+ * loop, as the brief's y = s (x.v - z' sum x)). Reads x only for c < cols. The sums are in float
+ * in any order (SIMD twins use FMA), so results agree with a double reference to about
+ * cols * 2^-24 * scale * sum_c |x_c| (|v - c0| + |zero - c0|) (a few 2^-24 on random data).
+ */
+typedef void (*qn_k_int_gemm_f32_fn)(const qn_k_intw *w, size_t p0, size_t p1, size_t M, const float *x,
+                                     size_t ldx, const float *xsum, const float *bias, float *y, size_t ldy);
+
+/*
+ * int_decode, the panel of the decode-and-sgemm path: for r < 16 and kg*g0 <= c < min(kg*g1, cols),
+ *   out[(c - kg*g0)*ldo + r] = (float)(v[16p + r][c] - zero) * scale     (rounded as written)
+ * i.e. W_hat transposed, bit-identical with qn_qtensor_decode on every ISA (0 in padded rows).
+ */
+typedef void (*qn_k_int_decode_fn)(const qn_k_intw *w, size_t p, size_t g0, size_t g1, float *out, size_t ldo);
+
+/*
+ * int_gemm_q, activations quantized per row (xq[m*ldxq + c], c < groups*kg, 0 past cols, row m
+ * described by xp[m]): for panels [p0, p1), m < M, o < rows, in wrapping int32 arithmetic
+ *   T = sum_c xq[m][c] * v[o][c] - xp[m].zero * colsum[o] - zero_i[o] * xp[m].sum
+ *   y[m*ldy + o] = (float)T * (scale[o] * xp[m].scale)  (+ bias[o] when bias is not NULL)
+ * each operation rounded once in this order: every ISA is bit-identical with scalar.
+ * xq <= 127 (the vpmaddubsw kernels add pairs in int16), or <= 255 for int_gemm_q_vnni.
+ */
+typedef void (*qn_k_int_gemm_q_fn)(const qn_k_intw *w, size_t p0, size_t p1, size_t M, const uint8_t *xq,
+                                   size_t ldxq, const qn_k_xq *xp, const float *bias, float *y, size_t ldy);
+
+/*
+ * f32_panel, the micro-kernel of the decoded-panel path (panels from int_decode): for m < M and
+ * r < nr (1 <= nr <= 32),
+ *   y[m*ldy + r] = s + sum_{c < kc} x(m, c) * panel[c*ldp + r]
+ * with s = (bias ? bias[r] : 0) when init, else the old y[m*ldy + r], where x is packed in tiles
+ * of 8 rows, x(m, c) = xp[(m/8)*ldxp + 8c + m%8] (ldxp >= 8 kc). panel has ldp >= 16 (>= 32
+ * when nr > 16) floats per column. Sums in c order, with FMA (SIMD) or without (scalar).
+ */
+typedef void (*qn_k_f32_panel_fn)(const float *panel, size_t ldp, size_t nr, size_t kc, size_t M, const float *xp,
+                                  size_t ldxp, const float *bias, int init, float *y, size_t ldy);
+
 typedef struct qn_kernels {
     qn_isa isa;
     const char *name;
@@ -115,6 +246,16 @@ typedef struct qn_kernels {
     qn_k_block_scale_fn block_scale;
     qn_k_pq_assign_fn pq_assign;
     qn_k_codebook_accumulate_fn codebook_accumulate;
+    qn_k_pq_lut_fn pq_lut;               /* PQ GEMM (packed_pq.c) */
+    qn_k_pq_lut_gather_fn pq_lut_gather;
+    qn_k_pq_blut_fn pq_blut;
+    qn_k_pq_blut_add_fn pq_blut_add;
+    qn_k_pq_decode_fn pq_decode;
+    qn_k_int_gemm_f32_fn int_gemm_f32;   /* int8/int4 GEMM (packed_int.c) */
+    qn_k_int_decode_fn int_decode;
+    qn_k_int_gemm_q_fn int_gemm_q;
+    qn_k_int_gemm_q_fn int_gemm_q_vnni;  /* NULL unless built; use only when the CPU has VNNI */
+    qn_k_f32_panel_fn f32_panel;
 } qn_kernels;
 
 /* Kernel entry points, one per ISA (only those built are defined). */
@@ -158,6 +299,71 @@ void qn_k_codebook_accumulate_avx2(const float *x, size_t n, size_t ldx, size_t 
 void qn_k_codebook_accumulate_avx512(const float *x, size_t n, size_t ldx, size_t dim,
                                      const uint32_t *codes, const float *c, double *sums,
                                      uint64_t *counts, double *err);
+
+void qn_k_pq_lut_scalar(const float *x, size_t M, size_t ldx, size_t bs, const float *ct, size_t ldct,
+                        size_t k, size_t nj, float *lut, size_t ldl);
+void qn_k_pq_lut_avx2(const float *x, size_t M, size_t ldx, size_t bs, const float *ct, size_t ldct,
+                      size_t k, size_t nj, float *lut, size_t ldl);
+void qn_k_pq_lut_avx512(const float *x, size_t M, size_t ldx, size_t bs, const float *ct, size_t ldct,
+                        size_t k, size_t nj, float *lut, size_t ldl);
+
+void qn_k_pq_lut_gather_scalar(const float *lut, size_t ldl, size_t M, const void *codes, size_t ldc,
+                               int wide, size_t nj, size_t n, const float *bias, int init, float *y,
+                               size_t ldy);
+void qn_k_pq_lut_gather_avx2(const float *lut, size_t ldl, size_t M, const void *codes, size_t ldc,
+                             int wide, size_t nj, size_t n, const float *bias, int init, float *y,
+                             size_t ldy);
+void qn_k_pq_lut_gather_avx512(const float *lut, size_t ldl, size_t M, const void *codes, size_t ldc,
+                               int wide, size_t nj, size_t n, const float *bias, int init, float *y,
+                               size_t ldy);
+
+void qn_k_pq_blut_scalar(const float *x, size_t mg, size_t ldx, size_t bs, const float *c, size_t k,
+                         size_t nj, size_t W, float *blut);
+void qn_k_pq_blut_avx2(const float *x, size_t mg, size_t ldx, size_t bs, const float *c, size_t k,
+                       size_t nj, size_t W, float *blut);
+void qn_k_pq_blut_avx512(const float *x, size_t mg, size_t ldx, size_t bs, const float *c, size_t k,
+                         size_t nj, size_t W, float *blut);
+
+void qn_k_pq_blut_add_scalar(const float *blut, size_t k, size_t W, const void *codes, size_t ldc,
+                             int wide, size_t nj, size_t n, int init, float *acc);
+void qn_k_pq_blut_add_avx2(const float *blut, size_t k, size_t W, const void *codes, size_t ldc,
+                           int wide, size_t nj, size_t n, int init, float *acc);
+void qn_k_pq_blut_add_avx512(const float *blut, size_t k, size_t W, const void *codes, size_t ldc,
+                             int wide, size_t nj, size_t n, int init, float *acc);
+
+void qn_k_pq_decode_scalar(const void *codes, size_t ldc, int wide, const float *c, size_t bs,
+                           size_t nr, size_t nj, float *panel, size_t ldp);
+void qn_k_pq_decode_avx2(const void *codes, size_t ldc, int wide, const float *c, size_t bs,
+                         size_t nr, size_t nj, float *panel, size_t ldp);
+void qn_k_pq_decode_avx512(const void *codes, size_t ldc, int wide, const float *c, size_t bs,
+                           size_t nr, size_t nj, float *panel, size_t ldp);
+
+void qn_k_int_gemm_f32_scalar(const qn_k_intw *w, size_t p0, size_t p1, size_t M, const float *x, size_t ldx,
+                              const float *xsum, const float *bias, float *y, size_t ldy);
+void qn_k_int_gemm_f32_avx2(const qn_k_intw *w, size_t p0, size_t p1, size_t M, const float *x, size_t ldx,
+                            const float *xsum, const float *bias, float *y, size_t ldy);
+void qn_k_int_gemm_f32_avx512(const qn_k_intw *w, size_t p0, size_t p1, size_t M, const float *x, size_t ldx,
+                              const float *xsum, const float *bias, float *y, size_t ldy);
+
+void qn_k_int_decode_scalar(const qn_k_intw *w, size_t p, size_t g0, size_t g1, float *out, size_t ldo);
+void qn_k_int_decode_avx2(const qn_k_intw *w, size_t p, size_t g0, size_t g1, float *out, size_t ldo);
+void qn_k_int_decode_avx512(const qn_k_intw *w, size_t p, size_t g0, size_t g1, float *out, size_t ldo);
+
+void qn_k_int_gemm_q_scalar(const qn_k_intw *w, size_t p0, size_t p1, size_t M, const uint8_t *xq, size_t ldxq,
+                            const qn_k_xq *xp, const float *bias, float *y, size_t ldy);
+void qn_k_int_gemm_q_avx2(const qn_k_intw *w, size_t p0, size_t p1, size_t M, const uint8_t *xq, size_t ldxq,
+                          const qn_k_xq *xp, const float *bias, float *y, size_t ldy);
+void qn_k_int_gemm_q_avx512(const qn_k_intw *w, size_t p0, size_t p1, size_t M, const uint8_t *xq, size_t ldxq,
+                            const qn_k_xq *xp, const float *bias, float *y, size_t ldy);
+void qn_k_f32_panel_scalar(const float *panel, size_t ldp, size_t nr, size_t kc, size_t M, const float *xp,
+                           size_t ldxp, const float *bias, int init, float *y, size_t ldy);
+void qn_k_f32_panel_avx2(const float *panel, size_t ldp, size_t nr, size_t kc, size_t M, const float *xp,
+                         size_t ldxp, const float *bias, int init, float *y, size_t ldy);
+void qn_k_f32_panel_avx512(const float *panel, size_t ldp, size_t nr, size_t kc, size_t M, const float *xp,
+                           size_t ldxp, const float *bias, int init, float *y, size_t ldy);
+/* AVX-512 VNNI (vpdpbusd); call only when qn_cpu_probe reports vnni. */
+void qn_k_int_gemm_q_vnni(const qn_k_intw *w, size_t p0, size_t p1, size_t M, const uint8_t *xq, size_t ldxq,
+                          const qn_k_xq *xp, const float *bias, float *y, size_t ldy);
 
 /* CPU features (cpuid + XGETBV), probed on each call: no global state. */
 typedef struct qn_cpu_features {

@@ -21,6 +21,7 @@
 
 #include <qnoise/rng.h>
 
+#include "format/packed.h"
 #include "format/qtensor_internal.h"
 #include "layer/layer_internal.h"
 #include "qn_config.h"
@@ -159,6 +160,7 @@ QN_API void qn_layer_destroy(qn_layer *layer)
     ctx = layer->ctx;
     qn_layer_drop_quant_state(layer);
     qn_layer_pq_drop(layer);
+    qn_packed_destroy(layer->qpk);
     if (layer->ws_owned)
         qn_free(ctx, layer->ws);
     qn_free(ctx, layer);
@@ -308,6 +310,8 @@ QN_API qn_status qn_layer_bind(qn_layer *layer, float *weight, float *bias)
     layer->w = weight;
     layer->b = bias;
     layer->qtb = NULL;
+    qn_packed_destroy(layer->qpk);
+    layer->qpk = NULL;
     qn_layer_drop_quant_state(layer);
     return QN_OK;
 }
@@ -315,6 +319,7 @@ QN_API qn_status qn_layer_bind(qn_layer *layer, float *weight, float *bias)
 QN_API qn_status qn_layer_bind_compressed(qn_layer *layer, const qn_qtensor *weight, const float *bias)
 {
     static const char fn[] = "qn_layer_bind_compressed";
+    qn_packed *pk = NULL;
     if (!layer)
         return QN_ERR_INVALID_ARG;
     if (!weight)
@@ -324,8 +329,16 @@ QN_API qn_status qn_layer_bind_compressed(qn_layer *layer, const qn_qtensor *wei
     if (weight->rows != layer->rows || weight->cols != layer->cols)
         return qn_fail(layer->ctx, QN_ERR_INVALID_ARG, "%s: a %zu x %zu tensor for a %zu x %zu weight", fn,
                        weight->rows, weight->cols, layer->rows, layer->cols);
+    if (layer->kind == QN_LAYER_LINEAR) {
+        /* repack once for the packed-GEMM kernels; kinds without kernels decode per forward */
+        qn_status st = qn_packed_create(layer->ctx, weight, &pk);
+        if (st != QN_OK && st != QN_ERR_UNSUPPORTED)
+            return st;
+    }
     qn_layer_pq_drop(layer);
     qn_layer_drop_quant_state(layer);
+    qn_packed_destroy(layer->qpk);
+    layer->qpk = pk;
     layer->qtb = weight;
     layer->w = NULL;
     layer->b = bias;
@@ -431,7 +444,8 @@ typedef struct qn_ws_layout {
 static int qn_layer_needs_weff(const qn_layer *l)
 {
     /* a compressed layer decodes W_hat into the same region */
-    return l->kind != QN_LAYER_EMBEDDING && (l->cq || l->qtb || (l->noise != QN_NOISE_NONE && l->p > 0.0f));
+    return l->kind != QN_LAYER_EMBEDDING &&
+           (l->cq || (l->qtb && !l->qpk) || (l->noise != QN_NOISE_NONE && l->p > 0.0f));
 }
 
 static qn_status qn_layer_layout(const qn_layer *l, size_t batch, qn_ws_layout *lay)
@@ -444,8 +458,9 @@ static qn_status qn_layer_layout(const qn_layer *l, size_t batch, qn_ws_layout *
     memset(lay, 0, sizeof *lay);
     switch (l->kind) {
     case QN_LAYER_LINEAR:
-        /* the noisy backward saves blocks into the W_eff region; a compressed one needs dW_hat */
-        scratch = l->cq ? wbytes : 0;
+        /* the noisy backward saves blocks into the W_eff region; a compressed one needs dW_hat;
+           a packed weight needs the packed GEMM's scratch */
+        scratch = l->cq ? wbytes : (l->qpk ? qn_packed_workspace_size(l->qpk, batch) + QN_ALIGN : 0);
         break;
     case QN_LAYER_CONV2D:
         if (l->ih == 0)
@@ -465,7 +480,6 @@ static qn_status qn_layer_layout(const qn_layer *l, size_t batch, qn_ws_layout *
     t += QN_ALIGN_UP(mask_bytes);
     lay->scratch = t;
     t += QN_ALIGN_UP(scratch);
-    (void)batch; /* nothing scales with the batch today; kept for the contract */
     lay->total = t ? t : QN_ALIGN;
     return QN_OK;
 }
@@ -1187,6 +1201,13 @@ static qn_status qn_layer_forward_pq(qn_layer *l, size_t batch, const void *x, f
     ws = qn_layer_ws(l, lay.total, "qn_layer_forward", &st);
     if (!ws)
         return st;
+    if (l->qpk) {
+        /* the packed GEMM wants 64-byte aligned scratch; a caller's workspace may be less aligned */
+        uintptr_t sp = ((uintptr_t)(ws + lay.scratch) + (QN_ALIGN - 1)) & ~(uintptr_t)(QN_ALIGN - 1);
+        qn_packed_gemm(l->qpk, batch, (const float *)x, l->cols, l->b, y, l->rows,
+                       qn_packed_workspace_size(l->qpk, batch) ? (void *)sp : NULL);
+        return QN_OK;
+    }
     what = (float *)(ws + lay.weff);
     if (l->qtb)
         qn_qtensor_decode_rows(l->qtb, 0, l->rows, what);

@@ -69,6 +69,7 @@ struct qn_layer {
     int32_t cq_i8_zero;    /* stored-int8 zero point: centroid = (v - zero) * scale */
     /* eval-only binding to a caller-owned compressed tensor (qn_layer_bind_compressed) */
     const struct qn_qtensor *qtb;
+    struct qn_packed *qpk; /* its CPU-specific repacking (linear layers; NULL: decode per forward) */
 };
 
 /* A finished compression waiting to be installed (so that a multi-layer stage commits all or nothing). */
