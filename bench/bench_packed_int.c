@@ -202,10 +202,14 @@ static void measure_machine(int quick)
         pa = t > pa ? t : pa;
     }
     free(v);
-    g_bw1 = b1;
-    g_bw_all = ba;
-    g_peak1 = p1;
-    g_peak_all = pa;
+    /* the best seen so far: other jobs on these shared VMs only ever lower a measurement */
+    g_bw1 = b1 > g_bw1 ? b1 : g_bw1;
+    g_bw_all = ba > g_bw_all ? ba : g_bw_all;
+    g_peak1 = p1 > g_peak1 ? p1 : g_peak1;
+    g_peak_all = pa > g_peak_all ? pa : g_peak_all;
+    printf("machine: FMA peak %.0f GFLOP/s (1 core), %.0f GFLOP/s (%d cores); read bandwidth %.1f GB/s (1 thread), "
+           "%.1f GB/s (%d threads) [this probe: %.0f, %.0f GFLOP/s, %.1f, %.1f GB/s]\n",
+           g_peak1, g_peak_all, g_threads_all, g_bw1, g_bw_all, g_threads_all, p1, pa, b1, ba);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -552,14 +556,11 @@ int main(int argc, char **argv)
     if (getenv("QN_BENCH_THREADS"))
         g_threads_all = atoi(getenv("QN_BENCH_THREADS"));
     g_threads_all = g_threads_all < 1 ? 1 : (g_threads_all > 8 ? 8 : g_threads_all);
-    measure_machine(quick);
     printf("bench_packed_int: libqnoise %s, kernels %s, OpenBLAS core %s; %d repetitions\n", qn_version(),
            qn_isa_name(isa), openblas_get_corename(), reps);
-    printf("machine: FMA peak %.0f GFLOP/s (1 core), %.0f GFLOP/s (%d cores); read bandwidth %.1f GB/s (1 thread), "
-           "%.1f GB/s (%d threads)\n",
-           g_peak1, g_peak_all, g_threads_all, g_bw1, g_bw_all, g_threads_all);
     for (s = quick ? 1 : 0; s < 2; s++) {
         size_t n = s == 0 ? 4096 : 1024;
+        measure_machine(quick);
         shape_setup(ctx, &sd, n, n, quick);
         printf("| shape | M | thr | weights | kernel | hot | cold | dense/packed hot | dense/packed cold |\n");
         printf("|---|---|---|---|---|---|---|---|---|\n");

@@ -4,12 +4,14 @@
  *   - masks: a pure function of (seed, layer_id, step, block) (include/qnoise/rng.h): the
  *     exported bits equal the contract computed here from rng.h alone, for linear, conv2d and
  *     embedding layers, on every ISA the CPU has (context ISA caps) and at 1, 2 and 3 library
- *     threads; the noisy forward and backward built from them are bit-identical across ISAs
+ *     threads (one layer has more than 2^16 blocks, where sampling and W_eff are split over
+ *     threads); the noisy forward and backward built from them are bit-identical across ISAs
  *     and thread counts (proxy W_eff comes from the bit-exact block_scale kernel);
  *   - k-means (qn_pq_train, qn_qtensor_from_pq): identical codes and centroids across runs for
  *     the same seed and thread count; a different seed gives a different codebook;
  *   - codes do not depend on the thread count: qn_pq_assign, and the counts of
- *     qn_pq_partial_sums, are identical at 1, 2 and 3 threads (its sums agree to 1e-12);
+ *     qn_pq_partial_sums, are identical at 1, 2 and 3 threads (its sums agree to 1e-12); 6144
+ *     blocks, so that 3 threads get a range each (at least 2048 blocks per thread);
  *   - across ISAs, k-means is NOT promised to be bit-identical: a code may differ where two
  *     centroids are within the assignment slack (QN_ASSIGN_REL, a relative 1e-3 of the squared
  *     distance, lib/quant/kmeans.h; docs/design.md section 7). Tested exactly: Lloyd steps run
@@ -83,6 +85,7 @@ typedef struct lshape {
 
 static const lshape shapes[] = {
     {QN_LAYER_LINEAR, 64, 37, 4, 37 * 16},   /* 592 blocks: whole SIMD groups and a tail */
+    {QN_LAYER_LINEAR, 1000, 263, 4, 65750},  /* above 2^16 blocks: masks and W_eff split over threads */
     {QN_LAYER_EMBEDDING, 1001, 8, 8, 1001},  /* odd count */
     {QN_LAYER_CONV2D, 6, 10, 9, 10 * 6},     /* cols = 6 * 3 * 3 = 54: 6 blocks per filter */
 };
@@ -110,7 +113,7 @@ START_TEST(masks_follow_the_contract_on_every_isa_and_thread_count)
     const lshape *s = &shapes[_i];
     const uint64_t seed = 0xC0FFEEull + (uint64_t)_i, layer_id = 7 + (uint64_t)_i;
     size_t wc = s->blocks * s->bs, nbytes = (s->blocks + 7) / 8, pi, si, ii, ti, b;
-    float *w = rand_floats(11, wc, 0.0f), bias[64];
+    float *w = rand_floats(11, wc, 0.0f), bias[300];
     uint8_t *want = (uint8_t *)calloc(nbytes, 1), *got = (uint8_t *)malloc(nbytes);
     ck_assert_ptr_nonnull(want);
     ck_assert_ptr_nonnull(got);
@@ -118,13 +121,21 @@ START_TEST(masks_follow_the_contract_on_every_isa_and_thread_count)
     for (pi = 0; pi < sizeof ps / sizeof ps[0]; pi++)
         for (si = 0; si < sizeof steps / sizeof steps[0]; si++) {
             size_t want_n = 0;
-            /* the contract, from rng.h alone */
+            uint32_t key[2], words[4];
+            /* the contract, from rng.h alone: u(b) = word(b) >> 8 scaled to [0, 1), noised iff u < p */
             memset(want, 0, nbytes);
-            for (b = 0; b < s->blocks; b++)
-                if (qn_rng_block_noised(seed, layer_id, steps[si], b, ps[pi])) {
+            qn_rng_layer_key(seed, layer_id, key);
+            for (b = 0; b < s->blocks; b++) {
+                if ((b & 3) == 0)
+                    qn_rng_block_words4(key, steps[si], b >> 2, words);
+                if (qn_rng_u32_to_unit(words[b & 3]) < ps[pi]) {
                     want[b / 8] |= (uint8_t)(1u << (b % 8));
                     want_n++;
                 }
+            }
+            if (b > 0) /* the four-block form agrees with the per-block one */
+                ck_assert_int_eq(qn_rng_block_noised(seed, layer_id, steps[si], b - 1, ps[pi]),
+                                 (want[(b - 1) / 8] >> ((b - 1) % 8)) & 1);
             for (ii = 0; ii < n_isas; ii++)
                 for (ti = 0; ti < sizeof threads / sizeof threads[0]; ti++) {
                     qn_context *ctx = make_ctx(isas[ii], threads[ti]);
@@ -189,10 +200,10 @@ START_TEST(noisy_training_is_identical_across_isas_and_thread_counts)
 {
     static const unsigned threads[] = {1, 2, 3};
     const lshape *s = &shapes[_i];
-    float *w = rand_floats(21, s->blocks * s->bs, 0.0f), bias[64], *ref;
+    float *w = rand_floats(21, s->blocks * s->bs, 0.0f), bias[300], *ref;
     size_t n_ref = 0, ii, ti;
     uint64_t st = 3;
-    for (ii = 0; ii < 64; ii++)
+    for (ii = 0; ii < 300; ii++)
         bias[ii] = qn_test_uniform(&st);
     {
         qn_context *ctx = make_ctx(QN_ISA_SCALAR, 1);
@@ -219,29 +230,33 @@ END_TEST
 /* k-means                                                                                        */
 
 #define KM_BS 8
-#define KM_K 64
-#define KM_N 4000
+#define KM_K 32
+/* Blocks are cut into ranges of at least 2048 per thread (k-means and qn_pq): 4096 blocks give
+   2 threads a range each, 6144 give 3. The cross-ISA lockstep runs on 1 thread. */
+#define KM_N 6144
+#define KM_N_TRAIN 4096
+#define KM_N_LOCKSTEP 2048
 
-/* Train a fresh quantizer; returns centroids (K x bs) and the assignment of the data. */
-static void train(qn_context *ctx, const float *x, uint64_t seed, float *cent, uint16_t *codes)
+/* Train a fresh quantizer on n blocks; returns centroids (K x bs) and the assignment of the data. */
+static void train(qn_context *ctx, const float *x, size_t n, uint64_t seed, float *cent, uint16_t *codes)
 {
     qn_pq *pq = NULL;
     ck_assert_int_eq(qn_pq_create(ctx, KM_BS, KM_K, &pq), QN_OK);
     ck_assert_int_eq(qn_pq_set_seed(pq, seed), QN_OK);
-    ck_assert_int_eq(qn_pq_set_iterations(pq, 12), QN_OK);
+    ck_assert_int_eq(qn_pq_set_iterations(pq, 8), QN_OK);
     ck_assert_int_eq(qn_pq_set_tolerance(pq, 0.0), QN_OK);
-    ck_assert_int_eq(qn_pq_train(pq, x, KM_N), QN_OK);
+    ck_assert_int_eq(qn_pq_train(pq, x, n), QN_OK);
     ck_assert_int_eq(qn_pq_get_centroids(pq, cent), QN_OK);
-    ck_assert_int_eq(qn_pq_assign(pq, x, KM_N, codes), QN_OK);
+    ck_assert_int_eq(qn_pq_assign(pq, x, n, codes), QN_OK);
     qn_pq_destroy(pq);
 }
 
 START_TEST(kmeans_is_identical_across_runs_for_a_seed_and_thread_count)
 {
     static const unsigned threads[] = {1, 2};
-    float *x = rand_floats(31, KM_N * KM_BS, 0.0f);
+    float *x = rand_floats(31, KM_N_TRAIN * KM_BS, 0.0f);
     float c1[KM_K * KM_BS], c2[KM_K * KM_BS];
-    uint16_t *k1 = (uint16_t *)malloc(KM_N * sizeof *k1), *k2 = (uint16_t *)malloc(KM_N * sizeof *k2);
+    uint16_t *k1 = (uint16_t *)malloc(KM_N_TRAIN * sizeof *k1), *k2 = (uint16_t *)malloc(KM_N_TRAIN * sizeof *k2);
     size_t ti, ii;
     ck_assert_ptr_nonnull(k1);
     ck_assert_ptr_nonnull(k2);
@@ -249,24 +264,25 @@ START_TEST(kmeans_is_identical_across_runs_for_a_seed_and_thread_count)
         for (ti = 0; ti < 2; ti++) {
             qn_context *a = make_ctx(isas[ii], threads[ti]), *b = make_ctx(isas[ii], threads[ti]);
             qn_qtensor *q1 = NULL, *q2 = NULL;
-            train(a, x, 77, c1, k1);
-            train(b, x, 77, c2, k2);
+            train(a, x, KM_N_TRAIN, 77, c1, k1);
+            train(b, x, KM_N_TRAIN, 77, c2, k2);
             ck_assert_msg(memcmp(c1, c2, sizeof c1) == 0, "%s, %u threads: centroids differ between runs",
                           qn_isa_name(isas[ii]), threads[ti]);
-            ck_assert_msg(memcmp(k1, k2, KM_N * sizeof *k1) == 0, "%s, %u threads: codes differ between runs",
+            ck_assert_msg(memcmp(k1, k2, KM_N_TRAIN * sizeof *k1) == 0, "%s, %u threads: codes differ between runs",
                           qn_isa_name(isas[ii]), threads[ti]);
-            /* another seed gives another codebook (the seed is used) */
-            train(b, x, 78, c2, k2);
-            ck_assert(memcmp(c1, c2, sizeof c1) != 0);
-            /* the same through qn_qtensor_from_pq: a 500 x 64 weight, 8 blocks per row */
-            ck_assert_int_eq(qn_qtensor_from_pq(a, x, 500, 64, KM_BS, KM_K, 5, &q1), QN_OK);
-            ck_assert_int_eq(qn_qtensor_from_pq(b, x, 500, 64, KM_BS, KM_K, 5, &q2), QN_OK);
-            ck_assert_int_eq(qn_qtensor_get_codes(q1, k1, KM_N), QN_OK);
-            ck_assert_int_eq(qn_qtensor_get_codes(q2, k2, KM_N), QN_OK);
+            if (ii == 0 && ti == 0) { /* another seed gives another codebook (the seed is used) */
+                train(b, x, KM_N_TRAIN, 78, c2, k2);
+                ck_assert(memcmp(c1, c2, sizeof c1) != 0);
+            }
+            /* the same through qn_qtensor_from_pq: a 256 x 64 weight, 8 blocks per row */
+            ck_assert_int_eq(qn_qtensor_from_pq(a, x, 256, 64, KM_BS, KM_K, 5, &q1), QN_OK);
+            ck_assert_int_eq(qn_qtensor_from_pq(b, x, 256, 64, KM_BS, KM_K, 5, &q2), QN_OK);
+            ck_assert_int_eq(qn_qtensor_get_codes(q1, k1, KM_N_TRAIN), QN_OK);
+            ck_assert_int_eq(qn_qtensor_get_codes(q2, k2, KM_N_TRAIN), QN_OK);
             ck_assert_int_eq(qn_qtensor_get_centroids(q1, c1, KM_K * KM_BS), QN_OK);
             ck_assert_int_eq(qn_qtensor_get_centroids(q2, c2, KM_K * KM_BS), QN_OK);
             ck_assert(memcmp(c1, c2, sizeof c1) == 0);
-            ck_assert(memcmp(k1, k2, KM_N * sizeof *k1) == 0);
+            ck_assert(memcmp(k1, k2, 2048 * sizeof *k1) == 0);
             qn_qtensor_destroy(q1);
             qn_qtensor_destroy(q2);
             qn_context_destroy(a);
@@ -289,18 +305,18 @@ START_TEST(codes_do_not_depend_on_the_thread_count)
     size_t ii, ti, j;
     ck_assert_ptr_nonnull(ref);
     ck_assert_ptr_nonnull(got);
+    /* any codebook will do: K blocks of the data */
+    for (j = 0; j < KM_K; j++)
+        memcpy(cent + j * KM_BS, x + (j * 191 % KM_N) * KM_BS, KM_BS * sizeof(float));
     for (ii = 0; ii < n_isas; ii++) {
-        {
-            qn_context *ctx = make_ctx(isas[ii], 1);
-            train(ctx, x, 3, cent, ref);
-            qn_context_destroy(ctx);
-        }
         for (ti = 0; ti < sizeof threads / sizeof threads[0]; ti++) {
             qn_context *ctx = make_ctx(isas[ii], threads[ti]);
             qn_pq *pq = NULL;
             ck_assert_int_eq(qn_pq_create(ctx, KM_BS, KM_K, &pq), QN_OK);
             ck_assert_int_eq(qn_pq_set_centroids(pq, cent), QN_OK);
             ck_assert_int_eq(qn_pq_assign(pq, x, KM_N, got), QN_OK);
+            if (ti == 0)
+                memcpy(ref, got, KM_N * sizeof *got);
             ck_assert_msg(memcmp(got, ref, KM_N * sizeof *got) == 0, "%s: codes at %u threads differ from 1 thread",
                           qn_isa_name(isas[ii]), threads[ti]);
             memset(sums, 0, sizeof sums);
@@ -333,7 +349,7 @@ static double dist2(const float *x, const float *c)
 START_TEST(kmeans_across_isas_differs_only_at_near_ties)
 {
     /* _i = 0: data around the origin (the fused kernel decides); 1: far from it (exact path) */
-    float *x = rand_floats(51, KM_N * KM_BS, _i ? 300.0f : 0.0f);
+    float *x = rand_floats(51, KM_N_LOCKSTEP * KM_BS, _i ? 300.0f : 0.0f);
     float cent[KM_K * KM_BS], next[3][KM_K * KM_BS];
     uint16_t *codes[3];
     double sums[3][KM_K * KM_BS], sq[3];
@@ -344,25 +360,25 @@ START_TEST(kmeans_across_isas_differs_only_at_near_ties)
     const double slack = 1e-3; /* QN_ASSIGN_REL */
     for (ii = 0; ii < n_isas; ii++) {
         ctx[ii] = make_ctx(isas[ii], 1);
-        codes[ii] = (uint16_t *)malloc(KM_N * sizeof *codes[ii]);
+        codes[ii] = (uint16_t *)malloc(KM_N_LOCKSTEP * sizeof *codes[ii]);
         ck_assert_ptr_nonnull(codes[ii]);
         ck_assert_int_eq(qn_pq_create(ctx[ii], KM_BS, KM_K, &pq[ii]), QN_OK);
     }
     /* initial codebook: K distinct data blocks */
     for (b = 0; b < KM_K; b++)
-        memcpy(cent + b * KM_BS, x + (b * 61 % KM_N) * KM_BS, KM_BS * sizeof(float));
+        memcpy(cent + b * KM_BS, x + (b * 61 % KM_N_LOCKSTEP) * KM_BS, KM_BS * sizeof(float));
     for (it = 0; it < 10; it++) {
         int same = 1;
         for (ii = 0; ii < n_isas; ii++) {
             ck_assert_int_eq(qn_pq_set_centroids(pq[ii], cent), QN_OK);
-            ck_assert_int_eq(qn_pq_assign(pq[ii], x, KM_N, codes[ii]), QN_OK);
+            ck_assert_int_eq(qn_pq_assign(pq[ii], x, KM_N_LOCKSTEP, codes[ii]), QN_OK);
             memset(sums[ii], 0, sizeof sums[ii]);
             memset(counts[ii], 0, sizeof counts[ii]);
             sq[ii] = 0.0;
-            ck_assert_int_eq(qn_pq_partial_sums(pq[ii], x, KM_N, sums[ii], counts[ii], &sq[ii]), QN_OK);
+            ck_assert_int_eq(qn_pq_partial_sums(pq[ii], x, KM_N_LOCKSTEP, sums[ii], counts[ii], &sq[ii]), QN_OK);
         }
         /* every code, on every ISA, is within the slack of the exact nearest centroid */
-        for (b = 0; b < KM_N; b++) {
+        for (b = 0; b < KM_N_LOCKSTEP; b++) {
             const float *xb = x + b * KM_BS;
             double best = qn_test_min_sq_dist(xb, cent, KM_K, KM_BS);
             for (ii = 0; ii < n_isas; ii++) {

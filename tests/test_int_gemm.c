@@ -281,7 +281,10 @@ static void check_all_paths(const problem *pb, size_t isa_lo, size_t isa_hi, con
     size_t a, b, t;
     for (a = isa_lo; a < isa_hi; a++)
         for (t = 0; t < COUNT(threads); t++) {
-            qn_context *ctx = ctx_for(isas[a], threads[t]);
+            qn_context *ctx;
+            if (threads[t] > 1 && pb->rows <= 16) /* one panel: a second thread has nothing to do */
+                continue;
+            ctx = ctx_for(isas[a], threads[t]);
             if (!ctx)
                 continue;
             for (b = 0; b < COUNT(paths); b++)
@@ -290,7 +293,7 @@ static void check_all_paths(const problem *pb, size_t isa_lo, size_t isa_hi, con
         }
 }
 
-/* Every bits / scheme / granularity on the small shapes, every ISA, path and thread count. */
+/* Every bits / scheme / granularity on small odd shapes, every ISA, path and thread count. */
 START_TEST(int_gemm_small_shapes)
 {
     qn_context *ctx = NULL;
@@ -302,7 +305,8 @@ START_TEST(int_gemm_small_shapes)
     for (bits = 2; bits <= 8; bits++)
         for (scheme = 0; scheme < 2; scheme++)
             for (pc = 0; pc < 2; pc++)
-                for (s = 0; s < COUNT(small_shapes); s++) {
+                for (s = (bits + (unsigned)scheme + (unsigned)pc) % 2; s < COUNT(small_shapes); s += 2) {
+                    /* every other shape per grid (each shape still meets every bit width) */
                     const shape sh = small_shapes[s];
                     qn_qtensor *qt = make_qt(ctx, sh.rows, sh.cols, bits,
                                              scheme ? QN_QSCHEME_SYMMETRIC : QN_QSCHEME_AFFINE, pc, seed++);
@@ -323,14 +327,14 @@ END_TEST
  */
 START_TEST(int_gemm_large_shapes)
 {
-    static const shape shapes[] = {{3, 290, 1031}, {70, 37, 413}, {40, 17, 8200}};
+    static const shape shapes[] = {{3, 290, 1031}, {70, 37, 413}, {33, 17, 8200}};
     static const unsigned bitsv[] = {8, 6, 4, 3};
     qn_context *ctx = NULL;
     size_t s, b;
     uint64_t seed = 0x9876u;
     ck_assert_int_eq(qn_context_create(&ctx), QN_OK);
     for (s = 0; s < COUNT(shapes); s++)
-        for (b = 0; b < COUNT(bitsv); b++) {
+        for (b = 0; b < COUNT(bitsv); b += s == 2 ? 2 : 1) { /* the widest shape: int8 and int4 only */
             qn_qscheme scheme = (b & 1) ? QN_QSCHEME_SYMMETRIC : QN_QSCHEME_AFFINE;
             qn_qtensor *qt = make_qt(ctx, shapes[s].rows, shapes[s].cols, bitsv[b], scheme, (int)((b >> 1) & 1) ^ (int)s,
                                      seed++);

@@ -9,10 +9,16 @@
  * so that W[r][c] = (v - zero') * scale, v - zero' = q - zero exactly. Layout: kernels.h
  * (qn_k_intw): 16-row panels, 64-byte blocks of 4 (int8) or 8 (int4) columns.
  *
- * gemm has three paths (packed_int.h): fp32 activations with the weights decoded in
- * registers (memory-bound at small M: reads 1 or 1/2 byte per weight instead of 4), fp32
- * panels decoded into L2 and cblas_sgemm (large M), and quantized activations (opt-in).
- * Output rows (whole panels) are split across qn_threads(ctx) OpenMP threads.
+ * gemm has four paths (packed_int.h), chosen by M unless a test or a benchmark forces one:
+ *   registers  fp32 activations, weights decoded in registers, the zero point folded out of the
+ *              loop with the row sums of x (memory-bound at small M: 1 or 1/2 byte per weight);
+ *   panels     fp32 activations, 32 x 256 tiles of W decoded exactly (as qn_qtensor_decode) on
+ *              each thread's stack, x packed once per call, an FMA micro-kernel (f32_panel);
+ *   sgemm      the same panels (1 MiB) handed to cblas_sgemm (measured slower; kept for larger
+ *              machines and for comparison);
+ *   quantized  activations quantized per row to u8 (VNNI) or u7 and int8 dot products (opt-in).
+ * Output rows (whole panels, pairs of panels for the panels path) are split across
+ * qn_threads(ctx) OpenMP threads; calls under MT_MIN_WORK multiply-adds stay on one thread.
  */
 #include "format/packed_int.h"
 

@@ -33,7 +33,7 @@ typedef enum qn_packed_int_path {
 
 /* Measured crossovers (docs/performance.md): rows of x from which AUTO takes the decoded panels,
  * and from which it hands them to cblas_sgemm (0: never, the micro-kernel was faster up to 256). */
-#define QN_PACKED_INT_PANELS_MIN_M 16
+#define QN_PACKED_INT_PANELS_MIN_M 24
 #define QN_PACKED_INT_SGEMM_MIN_M 0
 
 /*

@@ -19,7 +19,9 @@
  *   (pq_lut_gather), accumulated straight into y. Chunks hold about
  *   gather_lut_bytes of tables so the gathers hit L1. Threads split the output
  *   rows (in units of 64) and each builds its own tables (a few % of the work).
- *   Cost per batch row: rows * nbr / 16 gathers.
+ *   Cost per batch row: rows * nbr / 16 gathers. The codes are prefetched (the
+ *   first lines of a chunk here, the rest by the kernel) because they stream
+ *   from memory when the weight is cold.
  *
  * BATCH (middle and large M): the batch goes in the lanes instead: tables
  *   blut[j][q][m] (W = 8 or 16 rows of x per group, pq_blut), and each output
@@ -85,11 +87,15 @@
 /* Table chunk targets: L1 for the gathers, L2 for the vector loads of the batch path. */
 #define QN_PQ_GATHER_LUT_BYTES ((size_t)16 * 1024)
 #define QN_PQ_BATCH_LUT_BYTES ((size_t)128 * 1024)
-/* Decode panels: 256 rows x 1024 columns = 1 MiB. */
+/* Decode panels: 256 rows x 1024 columns = 1 MiB (64 .. 4096 rows x 512 .. 4096 columns timed within noise). */
 #define QN_PQ_TILE_ROWS ((size_t)256)
 #define QN_PQ_TILE_COLS ((size_t)1024)
-/* Fewer table additions than this are not worth a second thread. */
-#define QN_PQ_PAR_MIN_WORK ((size_t)1 << 18)
+/*
+ * Fewer table lookups (M * rows * cols / bs) than this run on one thread: a parallel region
+ * costs tens of microseconds when idle threads sleep (OMP_WAIT_POLICY=passive), about what
+ * 2^21 gathered lookups take (1024 x 1024 at M = 8 ran no faster on 2 threads).
+ */
+#define QN_PQ_PAR_MIN_WORK ((size_t)1 << 21)
 
 #define QN_PQ_ROW_ALIGN ((size_t)64) /* code rows are padded to this many output rows */
 #define QN_PQ_TILE_MAX ((size_t)1 << 20)
@@ -229,6 +235,28 @@ static int pq_thread_count(void)
 /* ------------------------------------------------------------------------------------------ */
 /* GATHER                                                                                      */
 
+/*
+ * Ask for the first code lines of subspaces [j0, j0 + nj) in rows [r0, r1) while the tables
+ * are built: the gather kernel prefetches further ahead itself, but the first rows of each
+ * chunk would otherwise wait on memory when the weight is cold.
+ */
+static void pq_prefetch_codes(const pq_impl *q, size_t j0, size_t nj, size_t r0, size_t r1)
+{
+#if defined(__GNUC__)
+    const size_t esz = q->wide ? 2 : 1, span = pq_min(r1 - r0, 256) * esz;
+    size_t j, b;
+    for (j = j0; j < j0 + nj; j++)
+        for (b = 0; b < span; b += 64)
+            __builtin_prefetch((const char *)pq_codes_at(q, j, r0) + b);
+#else
+    (void)q;
+    (void)j0;
+    (void)nj;
+    (void)r0;
+    (void)r1;
+#endif
+}
+
 static void pq_gather_rows(const pq_impl *q, const pq_plan *pl, size_t M, const float *x, size_t ldx,
                            const float *bias, float *y, size_t ldy, float *lut, size_t r0, size_t r1)
 {
@@ -238,6 +266,7 @@ static void pq_gather_rows(const pq_impl *q, const pq_plan *pl, size_t M, const 
         return;
     for (j0 = 0; j0 < q->nbr; j0 += pl->jc) {
         size_t nj = pq_min(pl->jc, q->nbr - j0);
+        pq_prefetch_codes(q, j0, nj, r0, r1);
         kt->pq_lut(x + j0 * q->bs, M, ldx, q->bs, q->ct, q->ldct, q->k, nj, lut, q->ldl);
         kt->pq_lut_gather(lut, q->ldl, M, pq_codes_at(q, j0, r0), q->ldc, q->wide, nj, r1 - r0,
                           bias ? bias + r0 : NULL, j0 == 0, y + r0, ldy);

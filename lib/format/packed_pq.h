@@ -23,10 +23,10 @@ typedef struct qn_packed_pq_tuning {
     qn_pq_path force;    /* AUTO, or the path every call takes */
     size_t gather_max_m; /* AUTO: M < gather_max_m takes the gather path (when k <= 4 rows) */
     size_t decode_min_m; /* AUTO, rows / 2 < k <= rows: M >= decode_min_m decodes, smaller M batch */
-    size_t lut_bytes;    /* target size of one chunk of tables (>= 1; at least one subspace) */
+    size_t lut_bytes;    /* target bytes per chunk of tables (at least one subspace); 0: the defaults */
     size_t tile_rows;    /* decode path: output rows per panel (1 .. 2^20) */
     size_t tile_cols;    /* decode path: columns per panel, rounded down to whole blocks (1 .. 2^20) */
-    size_t par_min_work; /* fewer table additions (M * rows * cols / bs) than this run on one thread */
+    size_t par_min_work; /* fewer table lookups (M * rows * cols / bs) than this run on one thread */
 } qn_packed_pq_tuning;
 
 /* Read the knobs of a packed weight of kind PQ. QN_ERR_INVALID_ARG for another kind. */

@@ -201,8 +201,8 @@ typedef struct qn_k_xq {
  *   y[m*ldy + o] = (bias ? bias[o] : 0)
  *                  + scale[o] * (sum_{c < cols} x[m*ldx + c] * (v[o][c] - c0) - (zero[o] - c0) * xsum[m])
  * with xsum[m] = sum_{c < cols} x[m*ldx + c] (the caller's, rounded once) and c0 = c4 for int4
- * kernels that decode through a 16-entry table, else 0 (the zero point folded out of the inner
- * loop, as the brief's y = s (x.v - z' sum x)). Reads x only for c < cols. The sums are in float
+ * kernels that decode through a 16-entry table, else 0: the zero point is folded out of the inner
+ * loop, y = b + s (x.v - z' sum x). Reads x only for c < cols. The sums are in float
  * in any order (SIMD twins use FMA), so results agree with a double reference to about
  * cols * 2^-24 * scale * sum_c |x_c| (|v - c0| + |zero - c0|) (a few 2^-24 on random data).
  */
@@ -210,7 +210,7 @@ typedef void (*qn_k_int_gemm_f32_fn)(const qn_k_intw *w, size_t p0, size_t p1, s
                                      size_t ldx, const float *xsum, const float *bias, float *y, size_t ldy);
 
 /*
- * int_decode, the panel of the decode-and-sgemm path: for r < 16 and kg*g0 <= c < min(kg*g1, cols),
+ * int_decode, the fp32 panels of the decoded-panel and sgemm paths: for r < 16 and kg*g0 <= c < min(kg*g1, cols),
  *   out[(c - kg*g0)*ldo + r] = (float)(v[16p + r][c] - zero) * scale     (rounded as written)
  * i.e. W_hat transposed, bit-identical with qn_qtensor_decode on every ISA (0 in padded rows).
  */

@@ -38,7 +38,7 @@
 #define F32_MT 4
 /* Software prefetch distance of the weight stream (bytes): the hardware prefetcher alone left
  * a single stream well below the memory bandwidth on these VMs. */
-#define F32_PREFETCH 2048
+#define F32_PREFETCH 4096
 /* Rows of x per pass of the quantized kernels (one accumulator each). */
 #define Q_MT 8
 
@@ -160,19 +160,84 @@ QN_AI void f32_tile(const qn_k_intw *w, size_t p, __m512 tbl, const float *x, si
         res[m] = i512_hadd4(acc[m][0], acc[m][1], acc[m][2], acc[m][3]);
 }
 
+/* M = 1 against two adjacent panels at once: two weight streams in flight instead of one. */
+QN_AI void f32_pair1(const qn_k_intw *w, size_t p, __m512 tbl, const float *x, __m512 *res)
+{
+    __m512 acc[2][4], xa[1], xb[1];
+    const size_t G = w->groups, cols = w->cols;
+    const uint8_t *b0 = w->w + p * G * 64, *b1 = b0 + G * 64;
+    size_t g;
+    int i;
+    _Pragma("GCC unroll 16")
+    for (i = 0; i < 4; i++) {
+        acc[0][i] = _mm512_setzero_ps();
+        acc[1][i] = _mm512_setzero_ps();
+    }
+    if (!w->int4) {
+        size_t full = cols / 4, rem = cols % 4;
+        for (g = 0; g < full; g++, b0 += 64, b1 += 64) {
+            _mm_prefetch((const char *)b0 + F32_PREFETCH, _MM_HINT_T0);
+            _mm_prefetch((const char *)b1 + F32_PREFETCH, _MM_HINT_T0);
+            xa[0] = _mm512_broadcast_f32x4(_mm_loadu_ps(x + 4 * g));
+            f32_group8(b0, xa, 1, &acc[0]);
+            f32_group8(b1, xa, 1, &acc[1]);
+        }
+        if (rem) {
+            xa[0] = _mm512_broadcast_f32x4(_mm_maskz_loadu_ps((__mmask8)((1u << rem) - 1u), x + 4 * g));
+            f32_group8(b0, xa, 1, &acc[0]);
+            f32_group8(b1, xa, 1, &acc[1]);
+        }
+    } else {
+        size_t full = cols / 8, rem = cols % 8;
+        for (g = 0; g < full; g++, b0 += 64, b1 += 64) {
+            _mm_prefetch((const char *)b0 + F32_PREFETCH, _MM_HINT_T0);
+            _mm_prefetch((const char *)b1 + F32_PREFETCH, _MM_HINT_T0);
+            xa[0] = _mm512_broadcast_f32x4(_mm_loadu_ps(x + 8 * g));
+            xb[0] = _mm512_broadcast_f32x4(_mm_loadu_ps(x + 8 * g + 4));
+            f32_group4(b0, tbl, xa, xb, 1, &acc[0]);
+            f32_group4(b1, tbl, xa, xb, 1, &acc[1]);
+        }
+        if (rem) {
+            __mmask8 klo = (__mmask8)((1u << (rem < 4 ? rem : 4)) - 1u);
+            __mmask8 khi = (__mmask8)(rem > 4 ? (1u << (rem - 4)) - 1u : 0u);
+            xa[0] = _mm512_broadcast_f32x4(_mm_maskz_loadu_ps(klo, x + 8 * g));
+            xb[0] = _mm512_broadcast_f32x4(_mm_maskz_loadu_ps(khi, x + 8 * g + 4));
+            f32_group4(b0, tbl, xa, xb, 1, &acc[0]);
+            f32_group4(b1, tbl, xa, xb, 1, &acc[1]);
+        }
+    }
+    res[0] = i512_hadd4(acc[0][0], acc[0][1], acc[0][2], acc[0][3]);
+    res[1] = i512_hadd4(acc[1][0], acc[1][1], acc[1][2], acc[1][3]);
+}
+
+/* y = b + s (sum - (zero - c0) xsum) for the rows of panel p. */
+QN_AI void f32_store(const qn_k_intw *w, size_t p, __m512 sum, float xs, float c0, const float *bias, float *yrow)
+{
+    __mmask16 rm = i512_rowmask(w, p);
+    __m512 zc = _mm512_sub_ps(_mm512_loadu_ps(w->zero + 16 * p), _mm512_set1_ps(c0));
+    __m512 v = _mm512_sub_ps(sum, _mm512_mul_ps(zc, _mm512_set1_ps(xs)));
+    v = _mm512_mul_ps(v, _mm512_loadu_ps(w->scale + 16 * p));
+    if (bias)
+        v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(rm, bias + 16 * p));
+    _mm512_mask_storeu_ps(yrow + 16 * p, rm, v);
+}
+
 void qn_k_int_gemm_f32_avx512(const qn_k_intw *w, size_t p0, size_t p1, size_t M, const float *x, size_t ldx,
                               const float *xsum, const float *bias, float *y, size_t ldy)
 {
     const float c0 = w->int4 ? w->c4 : 0.0f;
     const __m512 tbl = _mm512_sub_ps(
         _mm512_set_ps(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_ps(c0));
-    size_t p, m0, m;
-    for (p = p0; p < p1; p++) {
-        __mmask16 rm = i512_rowmask(w, p);
-        __m512 zc = _mm512_sub_ps(_mm512_loadu_ps(w->zero + 16 * p), _mm512_set1_ps(c0));
-        __m512 sv = _mm512_loadu_ps(w->scale + 16 * p);
-        __m512 bv = bias ? _mm512_maskz_loadu_ps(rm, bias + 16 * p) : _mm512_setzero_ps();
+    size_t p = p0, m0, m;
+    while (p < p1) {
         __m512 res[F32_MT];
+        if (M == 1 && p + 1 < p1) {
+            f32_pair1(w, p, tbl, x, res);
+            f32_store(w, p, res[0], xsum[0], c0, bias, y);
+            f32_store(w, p + 1, res[1], xsum[0], c0, bias, y);
+            p += 2;
+            continue;
+        }
         for (m0 = 0; m0 < M; m0 += F32_MT) {
             size_t mt = M - m0 < F32_MT ? M - m0 : F32_MT;
             const float *xm = x + m0 * ldx;
@@ -190,15 +255,10 @@ void qn_k_int_gemm_f32_avx512(const qn_k_intw *w, size_t p0, size_t p1, size_t M
                 f32_tile(w, p, tbl, xm, ldx, F32_MT, res);
                 break;
             }
-            _Pragma("GCC unroll 16")
-            for (m = 0; m < mt; m++) {
-                __m512 v = _mm512_sub_ps(res[m], _mm512_mul_ps(zc, _mm512_set1_ps(xsum[m0 + m])));
-                v = _mm512_mul_ps(v, sv);
-                if (bias)
-                    v = _mm512_add_ps(v, bv);
-                _mm512_mask_storeu_ps(y + (m0 + m) * ldy + 16 * p, rm, v);
-            }
+            for (m = 0; m < mt; m++)
+                f32_store(w, p, res[m], xsum[m0 + m], c0, bias, y + (m0 + m) * ldy);
         }
+        p++;
     }
 }
 
