@@ -329,8 +329,9 @@ QN_API qn_status qn_layer_bind_compressed(qn_layer *layer, const qn_qtensor *wei
     if (weight->rows != layer->rows || weight->cols != layer->cols)
         return qn_fail(layer->ctx, QN_ERR_INVALID_ARG, "%s: a %zu x %zu tensor for a %zu x %zu weight", fn,
                        weight->rows, weight->cols, layer->rows, layer->cols);
-    if (layer->kind == QN_LAYER_LINEAR) {
-        /* repack once for the packed-GEMM kernels; kinds without kernels decode per forward */
+    if (layer->kind == QN_LAYER_LINEAR || (layer->kind == QN_LAYER_CONV2D && layer->groups == 1)) {
+        /* repack once for the packed-GEMM kernels (a conv2d runs them on its im2col rows);
+           grouped convs and embeddings decode per forward */
         qn_status st = qn_packed_create(layer->ctx, weight, &pk);
         if (st != QN_OK && st != QN_ERR_UNSUPPORTED)
             return st;
@@ -465,8 +466,16 @@ static qn_status qn_layer_layout(const qn_layer *l, size_t batch, qn_ws_layout *
     case QN_LAYER_CONV2D:
         if (l->ih == 0)
             return qn_fail(l->ctx, QN_ERR_NOT_TRAINED, "conv2d layer: call qn_layer_set_input_size first");
-        /* im2col columns of one group, then a gradient accumulator as large as W */
-        scratch = QN_ALIGN_UP(l->cols * l->oh * l->ow * sizeof(float)) + wbytes;
+        if (l->qpk) {
+            /* packed weight: im2col columns, the same transposed (rows of patches), the output
+               rows of one sample, then the packed GEMM's scratch */
+            size_t p = l->oh * l->ow;
+            scratch = 2 * QN_ALIGN_UP(l->cols * p * sizeof(float)) + QN_ALIGN_UP(p * l->rows * sizeof(float)) +
+                      qn_packed_workspace_size(l->qpk, p) + QN_ALIGN;
+        } else {
+            /* im2col columns of one group, then a gradient accumulator as large as W */
+            scratch = QN_ALIGN_UP(l->cols * l->oh * l->ow * sizeof(float)) + wbytes;
+        }
         break;
     case QN_LAYER_EMBEDDING:
         scratch = 0;
@@ -904,6 +913,39 @@ static void qn_conv_fwd(const qn_layer *l, size_t batch, const float *x, const f
     }
 }
 
+/*
+ * Conv2d (groups == 1) on a packed compressed weight: per sample, the im2col columns are
+ * transposed into rows of patches (oh*ow x cols), multiplied by the packed GEMM
+ * (y_t = patches . W_hat^T + b, oh*ow x cout) and transposed back into NCHW.
+ */
+static void qn_conv_fwd_packed(const qn_layer *l, size_t batch, const float *x, float *y, unsigned char *scratch)
+{
+    const size_t p = l->oh * l->ow, k = l->cols, r = l->rows;
+    const size_t in_ps = l->cin * l->ih * l->iw, out_ps = l->cout * p;
+    float *cols = (float *)scratch;
+    float *patches = (float *)(scratch + QN_ALIGN_UP(k * p * sizeof(float)));
+    float *yt = (float *)(scratch + 2 * QN_ALIGN_UP(k * p * sizeof(float)));
+    uintptr_t sp = ((uintptr_t)((unsigned char *)yt + QN_ALIGN_UP(p * r * sizeof(float))) + (QN_ALIGN - 1)) &
+                   ~(uintptr_t)(QN_ALIGN - 1);
+    void *gws = qn_packed_workspace_size(l->qpk, p) ? (void *)sp : NULL;
+    size_t n, i, j, i0, j0;
+    for (n = 0; n < batch; n++) {
+        float *yn = y + n * out_ps;
+        qn_im2col(l, x + n * in_ps, 0, cols);
+        for (i0 = 0; i0 < k; i0 += 32) /* cols [k][p] -> patches [p][k], in 32 x 32 tiles */
+            for (j0 = 0; j0 < p; j0 += 32)
+                for (i = i0; i < k && i < i0 + 32; i++)
+                    for (j = j0; j < p && j < j0 + 32; j++)
+                        patches[j * k + i] = cols[i * p + j];
+        qn_packed_gemm(l->qpk, p, patches, k, l->b, yt, r, gws);
+        for (j0 = 0; j0 < p; j0 += 32) /* yt [p][r] -> yn [r][p] */
+            for (i0 = 0; i0 < r; i0 += 32)
+                for (j = j0; j < p && j < j0 + 32; j++)
+                    for (i = i0; i < r && i < i0 + 32; i++)
+                        yn[i * p + j] = yt[j * r + i];
+    }
+}
+
 /* ---------------------------------------------------------------------------------------------- */
 /* argument checks shared by the entry points                                                     */
 
@@ -1201,6 +1243,10 @@ static qn_status qn_layer_forward_pq(qn_layer *l, size_t batch, const void *x, f
     ws = qn_layer_ws(l, lay.total, "qn_layer_forward", &st);
     if (!ws)
         return st;
+    if (l->qpk && l->kind == QN_LAYER_CONV2D) {
+        qn_conv_fwd_packed(l, batch, (const float *)x, y, ws + lay.scratch);
+        return QN_OK;
+    }
     if (l->qpk) {
         /* the packed GEMM wants 64-byte aligned scratch; a caller's workspace may be less aligned */
         uintptr_t sp = ((uintptr_t)(ws + lay.scratch) + (QN_ALIGN - 1)) & ~(uintptr_t)(QN_ALIGN - 1);
