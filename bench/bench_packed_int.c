@@ -38,11 +38,6 @@
 #include "bench_util.h"
 #include "format/packed_int.h" /* internal: the packed weight and its paths */
 
-#if defined(__GNUC__) && defined(__x86_64__)
-#include <immintrin.h>
-#define BENCH_X86 1
-#endif
-
 extern void openblas_set_num_threads(int num_threads);
 extern char *openblas_get_corename(void);
 
@@ -75,46 +70,6 @@ static double median(const double *v, int n)
 /* ------------------------------------------------------------------------------------------ */
 /* machine limits                                                                              */
 
-#if BENCH_X86
-#define PEAK_CHAINS(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11)
-
-__attribute__((target("avx512f"))) static double peak_avx512(long iters)
-{
-#define P5_DECL(q) __m512 a##q = _mm512_set1_ps((float)(q));
-#define P5_STEP(q) a##q = _mm512_fmadd_ps(a##q, m, b);
-#define P5_SUM(q) s = _mm512_add_ps(s, a##q);
-    const __m512 m = _mm512_set1_ps(0.9999999f), b = _mm512_set1_ps(1e-7f);
-    __m512 s = _mm512_setzero_ps();
-    volatile float sink;
-    double t0;
-    long i;
-    PEAK_CHAINS(P5_DECL)
-    t0 = now();
-    for (i = 0; i < iters; i++) {
-        PEAK_CHAINS(P5_STEP)
-    }
-    t0 = now() - t0;
-    PEAK_CHAINS(P5_SUM)
-    sink = _mm512_reduce_add_ps(s);
-    (void)sink;
-    return 2.0 * 16 * 12 * (double)iters / t0 / 1e9;
-}
-
-/* Sum of n floats with 4 vector accumulators: a read-bandwidth probe. */
-__attribute__((target("avx512f"))) static float sum_avx512(const float *v, size_t n)
-{
-    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    size_t i;
-    for (i = 0; i + 64 <= n; i += 64) {
-        s0 = _mm512_add_ps(s0, _mm512_load_ps(v + i));
-        s1 = _mm512_add_ps(s1, _mm512_load_ps(v + i + 16));
-        s2 = _mm512_add_ps(s2, _mm512_load_ps(v + i + 32));
-        s3 = _mm512_add_ps(s3, _mm512_load_ps(v + i + 48));
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
-}
-#endif
-
 typedef struct probe_job {
     const float *v;
     size_t n;
@@ -129,7 +84,7 @@ static void *probe_run(void *arg)
     if (j->kind == 0) {
         j->result = peak_avx512(20000000L);
     } else {
-        volatile float sink = sum_avx512(j->v, j->n);
+        volatile float sink = read_sum512(j->v, j->n);
         (void)sink;
     }
 #else

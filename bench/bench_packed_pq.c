@@ -44,10 +44,6 @@
 #if defined(_OPENMP)
 #include <omp.h>
 #endif
-#if defined(__GNUC__) && defined(__x86_64__)
-#include <immintrin.h>
-#define BENCH_X86 1
-#endif
 
 extern void openblas_set_num_threads(int num_threads);
 extern char *openblas_get_corename(void);
@@ -85,56 +81,6 @@ static int n_procs(void)
 
 /* ------------------------------------------------------------------------------------------ */
 /* machine limits                                                                              */
-
-#if BENCH_X86
-#define PEAK_CHAINS(Q) Q(0) Q(1) Q(2) Q(3) Q(4) Q(5) Q(6) Q(7) Q(8) Q(9) Q(10) Q(11)
-/* GFLOP/s of one thread: 12 independent chains of vector FMAs. */
-__attribute__((target("avx512f"))) static double peak_avx512(long iters)
-{
-#define P5_DECL(q) __m512 a##q = _mm512_set1_ps((float)(q));
-#define P5_STEP(q) a##q = _mm512_fmadd_ps(a##q, m, b);
-#define P5_SUM(q) s = _mm512_add_ps(s, a##q);
-    const __m512 m = _mm512_set1_ps(0.9999999f), b = _mm512_set1_ps(1e-7f);
-    __m512 s = _mm512_setzero_ps();
-    volatile float sink;
-    double t0;
-    long i;
-    PEAK_CHAINS(P5_DECL)
-    t0 = now();
-    for (i = 0; i < iters; i++) {
-        PEAK_CHAINS(P5_STEP)
-    }
-    t0 = now() - t0;
-    PEAK_CHAINS(P5_SUM)
-    sink = _mm512_reduce_add_ps(s);
-    (void)sink;
-    return 2.0 * 16 * 12 * (double)iters / t0 / 1e9;
-}
-
-__attribute__((target("avx2,fma"))) static double peak_avx2(long iters)
-{
-#define P2_DECL(q) __m256 a##q = _mm256_set1_ps((float)(q));
-#define P2_STEP(q) a##q = _mm256_fmadd_ps(a##q, m, b);
-#define P2_SUM(q) s = _mm256_add_ps(s, a##q);
-    const __m256 m = _mm256_set1_ps(0.9999999f), b = _mm256_set1_ps(1e-7f);
-    __m256 s = _mm256_setzero_ps();
-    float out[8];
-    volatile float sink;
-    double t0;
-    long i;
-    PEAK_CHAINS(P2_DECL)
-    t0 = now();
-    for (i = 0; i < iters; i++) {
-        PEAK_CHAINS(P2_STEP)
-    }
-    t0 = now() - t0;
-    PEAK_CHAINS(P2_SUM)
-    _mm256_storeu_ps(out, s);
-    sink = out[0];
-    (void)sink;
-    return 2.0 * 8 * 12 * (double)iters / t0 / 1e9;
-}
-#endif
 
 /*
  * Gather rate of one thread, G elements/s: 16-lane (8 for AVX2) gathers from an L1-resident
@@ -221,81 +167,6 @@ static double measure_gather(qn_isa isa)
     (void)isa;
     free(tab);
     return best;
-}
-
-/* FMA peak of `threads` threads running at once, GFLOP/s (best of 30 runs of a few ms: on a shared
- * machine some of them run undisturbed). */
-static double measure_peak(qn_isa isa, int threads)
-{
-    double best = 0.0;
-    int r;
-    for (r = 0; r < 30; r++) {
-        double g = 0.0;
-#if defined(_OPENMP)
-#pragma omp parallel num_threads(threads) reduction(+ : g)
-#endif
-        {
-#if BENCH_X86
-            if (isa == QN_ISA_AVX512)
-                g += peak_avx512(1000000L);
-            else if (isa == QN_ISA_AVX2)
-                g += peak_avx2(1000000L);
-#else
-            (void)isa;
-#endif
-        }
-        if (g > best)
-            best = g;
-    }
-    (void)threads;
-    return best;
-}
-
-/* Sum of n floats (the read-bandwidth loop): vector loads into four independent accumulators. */
-#if BENCH_X86
-__attribute__((target("avx512f"))) static float read_sum512(const float *v, size_t n)
-{
-    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    size_t i;
-    for (i = 0; i + 64 <= n; i += 64) {
-        s0 = _mm512_add_ps(s0, _mm512_load_ps(v + i));
-        s1 = _mm512_add_ps(s1, _mm512_load_ps(v + i + 16));
-        s2 = _mm512_add_ps(s2, _mm512_load_ps(v + i + 32));
-        s3 = _mm512_add_ps(s3, _mm512_load_ps(v + i + 48));
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
-}
-
-__attribute__((target("avx2"))) static float read_sum256(const float *v, size_t n)
-{
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    float out[8];
-    size_t i;
-    for (i = 0; i + 32 <= n; i += 32) {
-        s0 = _mm256_add_ps(s0, _mm256_load_ps(v + i));
-        s1 = _mm256_add_ps(s1, _mm256_load_ps(v + i + 8));
-        s2 = _mm256_add_ps(s2, _mm256_load_ps(v + i + 16));
-        s3 = _mm256_add_ps(s3, _mm256_load_ps(v + i + 24));
-    }
-    _mm256_storeu_ps(out, _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-    return out[0] + out[1] + out[2] + out[3] + out[4] + out[5] + out[6] + out[7];
-}
-#endif
-
-static float read_sum(qn_isa isa, const float *v, size_t n)
-{
-    float s = 0.0f;
-    size_t i;
-#if BENCH_X86
-    if (isa == QN_ISA_AVX512)
-        return read_sum512(v, n);
-    if (isa == QN_ISA_AVX2)
-        return read_sum256(v, n);
-#endif
-    (void)isa;
-    for (i = 0; i < n; i++)
-        s += v[i];
-    return s;
 }
 
 /* Read bandwidth of one thread from L2 (a 512 KiB buffer read over and over), GB/s (best of 30). */
@@ -707,8 +578,9 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     check(qn_context_create(&ctx), "context");
     check(qn_context_get_isa(ctx, &isa), "isa");
-    lim.peak1 = measure_peak(isa, 1);
-    lim.peakN = measure_peak(isa, nall);
+    /* best of 30 runs of a few ms: on a shared machine some of them run undisturbed */
+    lim.peak1 = measure_peak(isa, 1, 30, 1000000L);
+    lim.peakN = measure_peak(isa, nall, 30, 1000000L);
     measure_bw(isa, 1, &lim.read1, &lim.copy1);
     measure_bw(isa, nall, &lim.readN, &lim.copyN);
     lim.gather1 = measure_gather(isa);

@@ -31,11 +31,6 @@
 #include "bench_util.h"
 #include "kernels/kernels.h" /* the bench links the internal library to time the kernels alone */
 
-#if defined(__GNUC__) && defined(__x86_64__)
-#include <immintrin.h>
-#define BENCH_X86 1
-#endif
-
 extern void openblas_set_num_threads(int num_threads);
 
 #if QN_BENCH_HAVE_FAISS
@@ -52,80 +47,6 @@ int qn_bench_faiss_kmeans(const float *x, size_t n, size_t dim, size_t k, int ni
 
 /* FMA peak of one core, GFLOP/s; 0 until measured. */
 static double g_peak;
-
-/* ------------------------------------------------------------------------------------------ */
-/* FMA peak: 12 independent chains of vector FMAs (enough to hide the latency on two ports).  */
-
-#if BENCH_X86
-#define PEAK_CHAINS(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11)
-
-__attribute__((target("avx512f"))) static double peak_avx512(long iters)
-{
-#define P5_DECL(q) __m512 a##q = _mm512_set1_ps((float)(q));
-#define P5_STEP(q) a##q = _mm512_fmadd_ps(a##q, m, b);
-#define P5_SUM(q) s = _mm512_add_ps(s, a##q);
-    const __m512 m = _mm512_set1_ps(0.9999999f), b = _mm512_set1_ps(1e-7f);
-    __m512 s = _mm512_setzero_ps();
-    volatile float sink;
-    double t0;
-    long i;
-    PEAK_CHAINS(P5_DECL)
-    t0 = now();
-    for (i = 0; i < iters; i++) {
-        PEAK_CHAINS(P5_STEP)
-    }
-    t0 = now() - t0;
-    PEAK_CHAINS(P5_SUM)
-    sink = _mm512_reduce_add_ps(s);
-    (void)sink;
-    return 2.0 * 16 * 12 * (double)iters / t0 / 1e9;
-}
-
-__attribute__((target("avx2,fma"))) static double peak_avx2(long iters)
-{
-#define P2_DECL(q) __m256 a##q = _mm256_set1_ps((float)(q));
-#define P2_STEP(q) a##q = _mm256_fmadd_ps(a##q, m, b);
-#define P2_SUM(q) s = _mm256_add_ps(s, a##q);
-    const __m256 m = _mm256_set1_ps(0.9999999f), b = _mm256_set1_ps(1e-7f);
-    __m256 s = _mm256_setzero_ps();
-    float out[8];
-    volatile float sink;
-    double t0;
-    long i;
-    PEAK_CHAINS(P2_DECL)
-    t0 = now();
-    for (i = 0; i < iters; i++) {
-        PEAK_CHAINS(P2_STEP)
-    }
-    t0 = now() - t0;
-    PEAK_CHAINS(P2_SUM)
-    _mm256_storeu_ps(out, s);
-    sink = out[0];
-    (void)sink;
-    return 2.0 * 8 * 12 * (double)iters / t0 / 1e9;
-}
-#endif
-
-/* Best of three runs of about 0.2 s each, for the ISA the kernels use. */
-static double measure_peak(qn_isa isa)
-{
-    double best = 0.0;
-    int r;
-    for (r = 0; r < 3; r++) {
-        double g = 0.0;
-#if BENCH_X86
-        if (isa == QN_ISA_AVX512)
-            g = peak_avx512(40000000L);
-        else if (isa == QN_ISA_AVX2)
-            g = peak_avx2(40000000L);
-#else
-        (void)isa;
-#endif
-        if (g > best)
-            best = g;
-    }
-    return best;
-}
 
 /* " (xx % of peak)" for a rate in GFLOP/s, or "" without a measured peak. */
 static const char *of_peak(double gflops, char *buf, size_t len)
@@ -360,7 +281,7 @@ int main(int argc, char **argv)
     size_t s;
 
     openblas_set_num_threads(1);
-    g_peak = measure_peak(kt->isa);
+    g_peak = measure_peak(kt->isa, 1, 3, 40000000L); /* best of three runs of about 0.2 s each */
     printf("bench_pq: libqnoise %s, kernels %s; FMA peak of one core measured %.1f GFLOP/s\n", qn_version(),
            kt->name, g_peak);
 #if QN_BENCH_HAVE_FAISS

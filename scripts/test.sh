@@ -54,10 +54,11 @@ setup() { # setup DIR [meson args...]
 }
 
 run() { # run DIR LABEL [meson test args...]
-  local dir=$1 label=$2; shift 2
+  local dir=$1 label=$2 t0=$SECONDS; shift 2
   echo "=== $label"
   if meson test -C "$dir" --print-errorlogs --num-processes 2 "$@"; then :; else echo "!!! $label had failures"; fi
   count "$dir" "$label"
+  summary[-1]="${summary[-1]} ($((SECONDS - t0)) s)"
 }
 
 # 1. gcc, everything (the interop suite: an npm reader, run here only)
@@ -107,21 +108,24 @@ if command -v clang >/dev/null; then
   meson compile -C "$out/fuzz" "${fuzz_exes[@]}"
   run "$out/fuzz" "fuzz: corpus replay" --no-rebuild --suite fuzz
   echo "=== fuzz: ${QN_FUZZ_SECONDS:-60} s per target"
+  fuzz_t0=$SECONDS
   fuzz_log="$out/fuzz/fuzz-run.log"
   fuzz_status=0
   rm -rf "$out/fuzz/fuzz-work"
   QN_FUZZ_SECONDS=${QN_FUZZ_SECONDS:-60} QN_FUZZ_OUT="$out/fuzz/fuzz-work" bash tests/fuzz/run.sh "$out/fuzz" \
     >"$fuzz_log" 2>&1 || fuzz_status=$?
   cat "$fuzz_log"
+  fuzz_secs=$((SECONDS - fuzz_t0))
   fp=$(grep -c '^fuzz .*: ok$' "$fuzz_log" || true)
   ff=$(grep -c '^fuzz .*: FAILED' "$fuzz_log" || true)
   if [ "$fuzz_status" -ne 0 ] && [ "$ff" -eq 0 ]; then ff=1; fi
   passed=$((passed + fp))
   failed=$((failed + ff))
-  summary+=("fuzz: run.sh: $fp passed, $ff failed")
+  summary+=("fuzz: run.sh: $fp passed, $ff failed (${fuzz_secs} s)")
 fi
 
 echo
 for s in "${summary[@]}"; do echo "  $s"; done
+echo "  total: $SECONDS s (builds included)"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
