@@ -678,7 +678,7 @@ int main(int argc, char **argv)
     if (!c.epochs)
         c.epochs = 4;
     c.epochs_cnn = c.quick || epochs_given ? c.epochs : 3;
-    c.n_scales_cnn = 1;
+    c.n_scales_cnn = c.n_scales;
 
     if (fm_load(c.data, "train", c.train_n, &train, err, sizeof err) != 0 ||
         fm_load(c.data, "t10k", c.test_n, &test, err, sizeof err) != 0) {
@@ -692,9 +692,11 @@ int main(int argc, char **argv)
     printf("qnoise-fmnist: libqnoise %s; %zu training and %zu test images from %s; %s run\n", qn_version(), train.n,
            test.n, c.data, c.quick ? "quick" : c.full ? "full" : "default");
     snprintf(recipe, sizeof recipe,
-             "MLP: %d epoch(s), lr %.3f cosine to %.4f; CNN: %d epoch(s), lr %.3f cosine to %.4f, block scale 1 only "
-             "(blocks of 9 in 3x3 convs, 4 in the 1x1 conv, 8 in the head); batch %zu, SGD with momentum 0.9; "
-             "Quant-Noise p = %.2f; exact PQ noise with K = %zu; iPQ fine-tuning %zu steps per stage at lr %.4f",
+             "MLP: %d epoch(s), lr %.3f cosine to %.4f; CNN: %d epoch(s), lr %.3f cosine to %.4f; batch %zu, SGD with "
+             "momentum 0.9; Quant-Noise p = %.2f; exact PQ noise with K = %zu; iPQ fine-tuning %zu steps per stage "
+             "at lr %.4f. Block sizes b8/b16/b32 are those of linear layers (3x3 convs: 9/18/36, the 1x1 conv: "
+             "4/8/16), lowered to the nearest divisor of the row where needed (the MLP's 784 inputs: 28 for b32); "
+             "a layer with fewer than 2K blocks stays fp32",
              c.epochs, (double)c.lr0, (double)c.lr_ft, c.epochs_cnn, (double)c.lr0_cnn, (double)c.lr_ft, c.batch,
              (double)c.p, c.noise_k, c.ft_steps, (double)c.lr_ft);
     printf("  %s; output in %s\n", recipe, c.out);

@@ -497,10 +497,19 @@ int fm_plot_write(const fm_results *r, const char *path)
                     }
                 if (n == 0)
                     continue;
+                /* the line is the frontier: the best accuracy at or below each size */
                 fprintf(f, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"%s\"%s points=\"", color[col],
                         kind ? "1" : "2", kind ? " stroke-dasharray=\"5 4\"" : "");
-                for (i = 0; i < n; i++)
-                    fprintf(f, "%.1f,%.1f ", PX(a->size[idx[i]]), PY(cell_mean(r, ai, idx[i], col)));
+                {
+                    double best = -1.0;
+                    for (i = 0; i < n; i++) {
+                        double v = cell_mean(r, ai, idx[i], col);
+                        if (v <= best)
+                            continue;
+                        best = v;
+                        fprintf(f, "%.1f,%.1f ", PX(a->size[idx[i]]), PY(v));
+                    }
+                }
                 fprintf(f, "\"/>\n");
                 for (i = 0; i < n; i++)
                     fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%s\" fill=\"%s\"/>\n", PX(a->size[idx[i]]),
@@ -513,9 +522,11 @@ int fm_plot_write(const fm_results *r, const char *path)
         fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#444\" stroke-dasharray=\"5 4\"/>\n",
                 ML + pw + 12, oy + MT + 80, ML + pw + 36, oy + MT + 80);
         fprintf(f, "<text x=\"%d\" y=\"%d\">iPQ one-shot</text>\n", ML + pw + 42, oy + MT + 84);
-        fprintf(f, "<text x=\"%d\" y=\"%d\">solid: iPQ staged+ft,</text>\n", ML + pw + 12, oy + MT + 104);
-        fprintf(f, "<text x=\"%d\" y=\"%d\">int4, int8</text>\n", ML + pw + 12, oy + MT + 120);
-        fprintf(f, "<text x=\"%d\" y=\"%d\">dotted: fp32, no noise</text>\n", ML + pw + 12, oy + MT + 140);
+        fprintf(f, "<text x=\"%d\" y=\"%d\">dots: every model;</text>\n", ML + pw + 12, oy + MT + 104);
+        fprintf(f, "<text x=\"%d\" y=\"%d\">solid: best at or below</text>\n", ML + pw + 12, oy + MT + 120);
+        fprintf(f, "<text x=\"%d\" y=\"%d\">each size (staged+ft</text>\n", ML + pw + 12, oy + MT + 136);
+        fprintf(f, "<text x=\"%d\" y=\"%d\">iPQ, int4, int8)</text>\n", ML + pw + 12, oy + MT + 152);
+        fprintf(f, "<text x=\"%d\" y=\"%d\">dotted: fp32, no noise</text>\n", ML + pw + 12, oy + MT + 172);
 #undef PX
 #undef PY
     }
