@@ -18,7 +18,11 @@ if [ -f "$build/build.ninja" ]; then
 else
   meson setup "$build" -Dbuildtype=release -Dtests=disabled -Ddemo=enabled >/dev/null
 fi
-meson compile -C "$build" >/dev/null
+if ! meson compile -C "$build" > "$build/compile.log" 2>&1; then
+  cat "$build/compile.log"
+  echo "demo: the build failed (log above)" >&2
+  exit 1
+fi
 echo "built libqnoise into $build/lib, the qnoise tool and the demo $build/examples/qnoise-fmnist"
 "$build/tools/qnoise" info | head -n 3 || true
 # OpenBLAS picks slow generic kernels on VMs that hide the CPU model; ask for the right ones

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: install what is missing, then build and run everything CI runs.
-#   1. gcc build: the whole suite (api, kernels, abi, consumers, tool)
+#   0. gcc release build (what scripts/demo.sh builds), compiled only
+#   1. gcc build: the whole suite (api, kernels, abi, consumers, tool, demo)
 #   2. the same API and kernel tests with QN_ISA=scalar
 #   3. clang build (-Werror) and its API and kernel tests
 #   4. ASan+UBSan build and its API and kernel tests (and the concurrency stress test)
@@ -61,6 +62,9 @@ run() { # run DIR LABEL [meson test args...]
   summary[-1]="${summary[-1]} ($((SECONDS - t0)) s)"
 }
 
+# 0. the release build the README's main job makes (-O3 brings warnings of its own; -Werror)
+setup "$out/release" -Dbuildtype=release -Dtests=disabled -Ddemo=enabled
+meson compile -C "$out/release"
 # 1. gcc, everything (the interop suite: an npm reader, run here only)
 setup "$out/gcc" -Dbuildtype=debugoptimized
 meson compile -C "$out/gcc"

@@ -67,6 +67,7 @@ void qn_layer_pq_commit(qn_layer *l, qn_layer_pq_state *st)
 /* Shape checks shared by compress and set; returns the block count in *nb. */
 static qn_status qn_layer_pq_check(const qn_layer *l, size_t bs, size_t k, size_t *nb, const char *fn)
 {
+    *nb = 0;
     if (!l->w)
         return qn_fail(l->ctx, QN_ERR_NOT_TRAINED, "%s: bind a weight first", fn);
     if (bs == 0 || l->cols % bs)
@@ -103,7 +104,7 @@ qn_status qn_layer_pq_train(qn_layer *l, size_t bs, size_t k, unsigned iteration
     qn_kmeans_params kp;
     qn_kmeans_result res;
     uint32_t *codes32;
-    size_t nb, i;
+    size_t nb = 0, i;
     qn_status s = qn_layer_pq_check(l, bs, k, &nb, fn);
     if (s != QN_OK)
         return s;
@@ -196,7 +197,7 @@ QN_API qn_status qn_layer_set_pq(qn_layer *layer, size_t block_size, size_t n_ce
 {
     static const char fn[] = "qn_layer_set_pq";
     qn_layer_pq_state st;
-    size_t nb, i;
+    size_t nb = 0, i;
     qn_status s;
     if (!layer)
         return QN_ERR_INVALID_ARG;
