@@ -343,7 +343,7 @@ static int do_scalar(run_state *rs, const fm_net *net, const variant *v, unsigne
 {
     qn_model *m = NULL;
     char path[4096];
-    double acc = 0, t0 = now();
+    double acc = 0, bytes, t0 = now();
     int i, rc = -1;
     if (!st_ok(qn_model_create(rs->ctx, &m), "model"))
         return -1;
@@ -355,11 +355,12 @@ static int do_scalar(run_state *rs, const fm_net *net, const variant *v, unsigne
             goto out;
     }
     snprintf(path, sizeof path, "%s/%s-s%d-%s-int%u.gguf", rs->c->out, fm_arch_name(rs->arch), rs->seed, v->name, bits);
-    fm_results_set_size(rs->res, rs->ai, row, model_bytes(m));
+    bytes = model_bytes(m);
+    fm_results_set_size(rs->res, rs->ai, row, bytes);
     if (eval_via_gguf(rs->c, rs->arch, m, path, rs->test, &acc) != 0)
         goto out;
     printf("[%s seed %d] %-10s int%u per-channel: %.4f MiB  test acc %5.2f%%  (%.1f s)\n", fm_arch_name(rs->arch),
-           rs->seed, v->name, bits, model_bytes(m) / 1048576.0, 100 * acc, now() - t0);
+           rs->seed, v->name, bits, bytes / 1048576.0, 100 * acc, now() - t0);
     rc = set_cell(rs, row, col, acc);
 out:
     qn_model_destroy(m);
@@ -405,7 +406,7 @@ static int do_ipq(run_state *rs, const fm_net *trained, const variant *v, size_t
     qn_ipq *ipq = NULL;
     qn_model *m = NULL;
     char path[4096], tag[64];
-    double acc = 0, t0 = now();
+    double acc = 0, bytes, t0 = now();
     int i, n_layers = 0, rc = -1, pass;
     unsigned n_stages = 0, s;
     if (fm_net_clone(&net, trained) != 0)
@@ -415,8 +416,8 @@ static int do_ipq(run_state *rs, const fm_net *trained, const variant *v, size_t
     for (i = 0; i < net.n; i++) {
         fm_unit *u = &net.u[i];
         size_t bs = fm_unit_block(u, scale), blocks = u->wn / bs;
-        /* layers with fewer than 2K blocks (or a block that does not fit) stay fp32 */
-        if ((u->wn / u->out_c) % bs != 0 || blocks < 2 * k) {
+        /* layers with fewer than 2K blocks stay fp32 (fm_unit_block always divides the row) */
+        if (blocks < 2 * k) {
             qn_ipq_add_params(ipq, u->wn + u->bn);
             continue;
         }
@@ -459,12 +460,13 @@ static int do_ipq(run_state *rs, const fm_net *trained, const variant *v, size_t
         snprintf(tag, sizeof tag, "ipq-b%zu-k%zu-%s%s", 8 * scale, k,
                  staged ? "staged" : "oneshot", pass ? "-int8cb" : "");
         snprintf(path, sizeof path, "%s/%s-s%d-%s-%s.gguf", c->out, fm_arch_name(rs->arch), rs->seed, v->name, tag);
-        fm_results_set_size(rs->res, rs->ai, row + pass, model_bytes(m));
+        bytes = model_bytes(m);
+        fm_results_set_size(rs->res, rs->ai, row + pass, bytes);
         if (eval_via_gguf(c, rs->arch, m, path, rs->test, &acc) != 0)
             goto out;
         printf("[%s seed %d] %-10s %-26s %.4f MiB (x%.1f)  test acc %5.2f%%  (%.1f s)\n", fm_arch_name(rs->arch),
-               rs->seed, v->name, tag, model_bytes(m) / 1048576.0,
-               4.0 * (double)fm_net_params(&net) / model_bytes(m), 100 * acc, now() - t0);
+               rs->seed, v->name, tag, bytes / 1048576.0,
+               4.0 * (double)fm_net_params(&net) / bytes, 100 * acc, now() - t0);
         fflush(stdout);
         if (set_cell(rs, row + pass, col, acc) != 0)
             goto out;

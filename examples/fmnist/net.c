@@ -225,8 +225,6 @@ int fm_net_set_noise(fm_net *net, const fm_noise *nz, uint64_t seed)
         /* a layer with too few blocks for the noise it would prepare for is left clean */
         if (kind == QN_NOISE_PQ && blocks < 2 * nz->n_centroids)
             kind = QN_NOISE_NONE;
-        if (kind != QN_NOISE_NONE && (u->wn / u->out_c) % bs != 0)
-            kind = QN_NOISE_NONE;
         if (!ok(qn_layer_set_noise(u->l, kind, kind == QN_NOISE_NONE ? 0.0f : nz->p, kind == QN_NOISE_NONE ? 1 : bs),
                 "noise", u->name) ||
             !ok(qn_layer_set_seed(u->l, seed, (uint64_t)i), "seed", u->name))
